@@ -1,0 +1,23 @@
+"""Evaluation metrics shared by every solver (DESIGN.md section 5)."""
+
+from otzoo.metrics.basic import (
+    batched_apply,
+    color_preservation,
+    diversity,
+    frechet_distance,
+    transport_cost,
+    w2_to_target,
+)
+from otzoo.metrics.uvp import cosine_metric, evaluate_map, l2_uvp
+
+__all__ = [
+    "batched_apply",
+    "color_preservation",
+    "cosine_metric",
+    "diversity",
+    "evaluate_map",
+    "frechet_distance",
+    "l2_uvp",
+    "transport_cost",
+    "w2_to_target",
+]

@@ -1,0 +1,156 @@
+"""Voxel renders: shapes, white background, colours, speed, and atomic PNG writing."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.image import imread
+
+from otzoo.errors import DataError
+from otzoo.viz import render_grid, render_volumes, save_grid_png, save_png
+
+
+def _empty(n: int = 1, c: int = 3, g: int = 8) -> torch.Tensor:
+    return -torch.ones(n, c, g, g, g)
+
+
+def _cube(rgb: tuple[float, float, float], g: int = 16) -> torch.Tensor:
+    """A solid cube filling the middle half of the grid, in [-1, 1]."""
+    x = _empty(1, 3, g)
+    lo, hi = g // 4, 3 * g // 4
+    for ch, value in enumerate(rgb):
+        x[0, ch, lo:hi, lo:hi, lo:hi] = 2.0 * value - 1.0
+    return x
+
+
+def test_render_shape_dtype_and_white_background():
+    pics = render_volumes(_empty(n=2, c=3, g=8), size=40)
+    assert pics.shape == (2, 40, 40, 3)
+    assert pics.dtype == np.uint8
+    assert (pics == 255).all()  # nothing lit: pure white
+
+
+def test_gray_volumes_render_to_rgb():
+    x = _empty(n=3, c=1, g=16)
+    x[:, :, 6:10, 6:10, 6:10] = 1.0
+    pics = render_volumes(x, size=32)
+    assert pics.shape == (3, 32, 32, 3)
+    assert (pics[:, 0, 0] == 255).all()  # corner stays background
+    assert pics.min() < 200  # the lit block is drawn, not white on white
+
+
+def test_a_single_lit_voxel_changes_the_picture():
+    x = _empty(n=1, c=3, g=8)
+    before = render_volumes(x, size=48)
+    x[0, :, 4, 4, 4] = 1.0
+    after = render_volumes(x, size=48)
+    changed = (before != after).any(axis=-1)
+    assert changed.any()
+    assert changed.mean() < 0.2  # a single voxel, not the whole picture
+
+
+@pytest.mark.parametrize(
+    ("rgb", "channel"), [((1.0, 0.0, 0.0), 0), ((0.0, 1.0, 0.0), 1), ((0.0, 0.0, 1.0), 2)]
+)
+def test_colors_come_out_right(rgb, channel):
+    pic = render_volumes(_cube(rgb), size=48)[0].astype(int)
+    centre = pic[18:30, 18:30].reshape(-1, 3).mean(0)
+    others = [c for c in range(3) if c != channel]
+    assert centre[channel] > 100
+    assert all(centre[channel] > centre[o] + 80 for o in others)
+
+
+def test_values_outside_range_and_nan_do_not_break_rendering():
+    x = _cube((1.0, 0.0, 0.0)) * 3.0
+    x[0, 0, 0, 0, 0] = float("nan")
+    pic = render_volumes(x, size=32)
+    assert pic.shape == (1, 32, 32, 3)
+    assert (pic[0, 0, 0] == 255).all()
+
+
+def test_render_rejects_wrong_shapes_with_a_clear_error():
+    with pytest.raises(DataError, match=r"\[N, C, D, H, W\]"):
+        render_volumes(torch.zeros(3, 8, 8, 8))
+    with pytest.raises(DataError, match="C = 1 or 3"):
+        render_volumes(torch.zeros(1, 2, 8, 8, 8))
+
+
+def test_render_is_fast_for_a_training_batch():
+    torch.manual_seed(0)
+    x = (torch.rand(10, 3, 16, 16, 16) > 0.8).float() * 2 - 1
+    render_volumes(x)  # warm-up: builds and caches the sampling grid
+    # One intra-op thread: measures the renderer's own cost, not thread contention with other
+    # jobs on a shared box (typically ~0.13 s on one core).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        best = min(_timed(render_volumes, x) for _ in range(3))
+    finally:
+        torch.set_num_threads(threads)
+    assert best < 0.5
+
+
+def _timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def test_render_grid_layout_pads_short_rows_with_white():
+    size = 32
+    rows = [_cube((1.0, 0.0, 0.0)).repeat(3, 1, 1, 1, 1), _cube((0.0, 0.0, 1.0))]
+    grid = render_grid(rows, size=size)
+    gap = 2
+    assert grid.shape == (2 * size + 3 * gap, 3 * size + 4 * gap, 3)
+    assert grid.dtype == np.uint8
+    assert (grid[:gap] == 255).all() and (grid[:, :gap] == 255).all()  # white margins
+    second_row = grid[size + 2 * gap : 2 * size + 2 * gap]
+    assert (second_row[:, size + 2 * gap :] == 255).all()  # missing tiles are white
+    assert (second_row[:, gap : gap + size] != 255).any()  # the one tile is drawn
+
+
+def test_render_grid_labels_add_a_text_column():
+    rows = [_cube((1.0, 0.0, 0.0)), _cube((0.0, 1.0, 0.0))]
+    plain = render_grid(rows, size=32)
+    labelled = render_grid(rows, row_labels=["source $x$", "T(x)"], size=32)
+    assert labelled.shape[0] == plain.shape[0]
+    extra = labelled.shape[1] - plain.shape[1]
+    assert extra > 10
+    assert (labelled[:, :extra] < 128).any()  # some dark text pixels
+    np.testing.assert_array_equal(labelled[:, extra:], plain)
+    with pytest.raises(ValueError, match="row labels"):
+        render_grid(rows, row_labels=["only one"], size=32)
+
+
+def test_save_png_roundtrip_atomic_and_creates_dirs(tmp_path):
+    image = np.zeros((10, 12, 3), dtype=np.uint8)
+    image[2:5, 3:7] = (255, 0, 0)
+    path = save_png(image, tmp_path / "a" / "b" / "pic.png")
+    assert path.exists()
+    back = imread(path)
+    assert back.shape[:2] == (10, 12)
+    np.testing.assert_allclose(back[..., :3], image / 255.0, atol=1e-6)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["pic.png"]  # no temp file left
+    save_png(np.full((4, 4, 3), 7, dtype=np.uint8), path)  # overwrite in place
+    assert imread(path).shape[:2] == (4, 4)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["pic.png"]
+
+
+def test_save_png_rejects_non_images_and_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError, match="uint8"):
+        save_png(np.zeros((4, 4, 3), dtype=np.float32), tmp_path / "x.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_grid_png_with_title(tmp_path):
+    rows = [_cube((1.0, 1.0, 0.0))]
+    no_title = render_grid(rows, row_labels=["yellow"], size=32)
+    path = save_grid_png(
+        rows, tmp_path / "grid.png", row_labels=["yellow"], title="a title", size=32
+    )
+    back = imread(path)
+    assert back.shape[1] == no_title.shape[1]
+    assert back.shape[0] > no_title.shape[0]  # title strip on top
