@@ -1,0 +1,204 @@
+"""Voxel transforms: 2D->3D extrusion, rotations (1 and 3 degrees of freedom), coloring, and
+the dominant-color read-out that the color-preservation metric relies on.
+
+Shapes: volumes are [N, D, H, W] (intensity) or [N, C, D, H, W] (colored); D is the depth axis,
+the one the 2D digits are extruded along. Everything here works in [0, 1] intensity space
+except `dominant_color`, which takes the model-facing [-1, 1] scale.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+COLORINGS = ("rgby", "hue", "none")
+COLOR_NAMES: dict[str, list[str]] = {
+    "rgby": ["red", "yellow", "green", "blue"],
+    "hue": ["red", "yellow", "green", "cyan", "blue", "magenta"],
+    "none": ["gray"],
+}
+# rgby: which channel of each color carries the occupancy O (1) instead of the intensity V (0):
+# red (O, V, V), yellow (O, O, V), green (V, O, V), blue (V, V, O).
+RGBY_OCCUPANCY = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1]], dtype=torch.float32)
+MIN_INTENSITY = 1.0 / 255.0  # below one gray level a voxel is empty (drops resampling dust)
+HUE_BIN_MARGIN = 0.02  # hues stay this share of a bin away from its edges: labels are unambiguous
+LIT_THRESHOLD = 0.15  # a voxel is lit when its brightest channel, in [0, 1], exceeds this
+CHROMA_EPS = 1e-3  # a mean lit color closer than this to gray has no dominant color
+
+
+def palette(coloring: str) -> torch.Tensor:
+    """Reference colors [K, C] in [0, 1] for the color labels of `coloring` (display and metric).
+
+    rgby entries are the colors at intensity V = 0.5 (at V = 1 all four would be white).
+    """
+    if coloring == "rgby":
+        return 1.0 - 0.5 * (1.0 - RGBY_OCCUPANCY)
+    if coloring == "hue":
+        return _pure_hue(torch.arange(6, dtype=torch.float32) / 6.0)
+    if coloring == "none":
+        return torch.ones(1, 1)
+    raise ValueError(f"unknown coloring {coloring!r}; use one of {', '.join(COLORINGS)}")
+
+
+def _pure_hue(h: torch.Tensor) -> torch.Tensor:
+    """HSV -> RGB with S = V = 1 for hues h in [0, 1) (fractions of a turn): [N] -> [N, 3]."""
+    n = torch.tensor([5.0, 3.0, 1.0], device=h.device)
+    k = torch.remainder(n + h[:, None] * 6.0, 6.0)
+    return 1.0 - torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def colorize(
+    volumes: torch.Tensor, coloring: str, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Give every sample one random color: [N, D, H, W] in [0, 1] -> ([N, C, D, H, W], labels [N]).
+
+    rgby: color uniform from red/yellow/green/blue, channels built from O = (V > 0) and V.
+    hue: color bin uniform from 6 hues, hue uniform within the bin, S = 1, value = V.
+    none: one channel, label 0.
+    """
+    v = volumes.float().clamp(0.0, 1.0)
+    v = torch.where(v < MIN_INTENSITY, torch.zeros_like(v), v)
+    n = v.shape[0]
+    if coloring == "none":
+        return v[:, None], torch.zeros(n, dtype=torch.int64)
+    if coloring == "rgby":
+        labels = torch.randint(0, 4, (n,), generator=generator)
+        occ_channel = RGBY_OCCUPANCY[labels].to(v.device)[:, :, None, None, None]
+        occupancy = (v > 0).float()[:, None]
+        return occ_channel * occupancy + (1.0 - occ_channel) * v[:, None], labels
+    if coloring == "hue":
+        labels = torch.randint(0, 6, (n,), generator=generator)
+        offset = (torch.rand(n, generator=generator) - 0.5) * (1.0 - 2.0 * HUE_BIN_MARGIN)
+        hue = torch.remainder((labels.float() + offset) / 6.0, 1.0)
+        rgb = _pure_hue(hue).to(v.device)[:, :, None, None, None]
+        return rgb * v[:, None], labels
+    raise ValueError(f"unknown coloring {coloring!r}; use one of {', '.join(COLORINGS)}")
+
+
+def dominant_color(
+    x: torch.Tensor, palette: torch.Tensor, threshold: float = LIT_THRESHOLD
+) -> torch.Tensor:
+    """Palette index of each sample's mean lit color: [N, C, D, H, W] in [-1, 1] -> int64 [N].
+
+    Lit voxels are those whose brightest channel exceeds `threshold` in [0, 1] space, so a
+    solver's faint background haze does not vote. The mean lit color and the palette are both
+    centered (their gray part removed) and compared by cosine: what identifies a color is its
+    direction around the gray axis, not its brightness (rgby red is (1, V, V) for any V).
+    -1 (never equal to a real label) for a sample with no lit voxel or an achromatic mean;
+    with one channel ("none"), every sample with a lit voxel gets label 0.
+    """
+    if x.dim() != 5 or palette.dim() != 2 or x.shape[1] != palette.shape[1]:
+        raise ValueError(
+            f"dominant_color needs x [N, C, D, H, W] and palette [K, C]; got {tuple(x.shape)} "
+            f"and {tuple(palette.shape)}"
+        )
+    u = torch.nan_to_num((x.float() + 1.0) / 2.0, nan=0.0).clamp(0.0, 1.0)
+    lit = (u.amax(dim=1) > threshold).float()  # [N, D, H, W]
+    count = lit.sum(dim=(1, 2, 3))
+    mean = (u * lit[:, None]).sum(dim=(2, 3, 4)) / count.clamp(min=1.0)[:, None]  # [N, C]
+    none = torch.full_like(count, -1, dtype=torch.int64)
+    if x.shape[1] == 1:
+        return torch.where(count > 0, torch.zeros_like(none), none)
+    chroma = mean - mean.mean(dim=1, keepdim=True)
+    ref = palette.to(device=x.device, dtype=torch.float32)
+    ref = ref - ref.mean(dim=1, keepdim=True)
+    cosine = F.normalize(chroma, dim=1) @ F.normalize(ref, dim=1).T  # [N, K]
+    labels = cosine.argmax(dim=1)
+    ok = (count > 0) & (chroma.norm(dim=1) > CHROMA_EPS)
+    return torch.where(ok, labels, none)
+
+
+# ----------------------------------------------------------------------------- 2D -> 3D
+
+
+def band(grid: int) -> tuple[int, int]:
+    """Depth slices [start, stop) that hold the extruded digit: the middle half (4..11 of 16)."""
+    return grid // 4, grid - grid // 4
+
+
+def extrude(images: torch.Tensor, grid: int) -> torch.Tensor:
+    """[N, h, w] in [0, 1] -> [N, G, G, G]: resize to G x G (antialiased) and copy the image
+    into the middle band of depth slices, zeros elsewhere."""
+    flat = F.interpolate(
+        images.float()[:, None], size=(grid, grid), mode="bilinear", antialias=True
+    ).clamp(0.0, 1.0)[:, 0]
+    out = torch.zeros(images.shape[0], grid, grid, grid)
+    start, stop = band(grid)
+    out[:, start:stop] = flat[:, None]
+    return out
+
+
+def resample_volume(volumes: torch.Tensor, grid: int) -> torch.Tensor:
+    """[N, D, H, W] -> [N, G, G, G]: area averaging when shrinking, trilinear when growing."""
+    if tuple(volumes.shape[1:]) == (grid, grid, grid):
+        return volumes.float()
+    shrink = grid < min(volumes.shape[1:])
+    mode = "area" if shrink else "trilinear"
+    extra = {} if shrink else {"align_corners": False}
+    out = F.interpolate(volumes.float()[:, None], size=(grid,) * 3, mode=mode, **extra)
+    return out[:, 0].clamp(0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- rotations
+
+
+def rotate_z(images: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate 2D images [N, h, w] by `angles` [N] in degrees about their centers (bilinear,
+    zero fill); correct for non-square images too."""
+    n, h, w = images.shape
+    a = torch.deg2rad(angles.float())
+    c, s = torch.cos(a), torch.sin(a)
+    theta = torch.zeros(n, 2, 3)
+    # Rotation in pixel units, expressed in affine_grid's normalized [-1, 1] coordinates.
+    theta[:, 0, 0], theta[:, 0, 1] = c, -s * h / w
+    theta[:, 1, 0], theta[:, 1, 1] = s * w / h, c
+    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    out = F.grid_sample(images.float()[:, None], grid, mode="bilinear", align_corners=False)
+    return out[:, 0].clamp(0.0, 1.0)
+
+
+def z_rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
+    """[N] angles in degrees -> [N, 3, 3] rotations about the depth axis, in (x=W, y=H, z=D)."""
+    a = torch.deg2rad(angles.float())
+    c, s = torch.cos(a), torch.sin(a)
+    m = torch.zeros(len(a), 3, 3)
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1], m[:, 2, 2] = c, -s, s, c, 1.0
+    return m
+
+
+def random_rotation_matrices(n: int, generator: torch.Generator) -> torch.Tensor:
+    """n rotations [n, 3, 3] uniform on SO(3): normalized Gaussian quaternions are uniform."""
+    q = torch.randn(n, 4, generator=generator)
+    q = q / q.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    w, x, y, z = q.unbind(dim=1)
+    rows = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    return torch.stack([torch.stack(r, dim=1) for r in rows], dim=1)
+
+
+def rotate_volumes(volumes: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """Rotate [N, D, H, W] or [N, C, D, H, W] volumes about their centers by [N, 3, 3]
+    matrices acting on (x=W, y=H, z=D) voxel offsets (trilinear, zero fill)."""
+    squeeze = volumes.dim() == 4
+    v = volumes.float()[:, None] if squeeze else volumes.float()
+    n, c, d, h, w = v.shape
+    half = torch.tensor([w, h, d], dtype=torch.float32) / 2.0
+    theta = torch.zeros(n, 3, 4)
+    # Sampling maps output to input voxel offsets: R^-1 = R^T, in normalized coordinates.
+    theta[:, :, :3] = matrices.float().transpose(1, 2) * half[None, None, :] / half[None, :, None]
+    grid = F.affine_grid(theta, [n, c, d, h, w], align_corners=False)
+    out = F.grid_sample(v, grid, mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+    return out[:, 0] if squeeze else out
+
+
+def rotate_3d(volumes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Uniformly random 3D rotation of each volume ([N, D, H, W] or [N, C, D, H, W])."""
+    return rotate_volumes(volumes, random_rotation_matrices(volumes.shape[0], generator))
+
+
+def random_angles(n: int, generator: torch.Generator) -> torch.Tensor:
+    """n angles uniform in [0, 360) degrees."""
+    return torch.rand(n, generator=generator) * 360.0
