@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make demo` (install, then the main job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Installed only when no torch is importable: the CPU build. A torch you already have (CUDA or
+# not, e.g. in the system site-packages the venv can see) is kept, never replaced.
+TORCH ?= torch==2.13.0
+TORCH_FLAGS ?=
+DEMO_OUT ?= runs/demo
+
+.PHONY: install demo test test-all lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_FLAGS) "$(TORCH)"
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	rm -rf $(DEMO_OUT)
+	$(BIN)/otzoo train --solver not --pair 3-5 --preset quick --steps 60 --out $(DEMO_OUT)
+	$(BIN)/otzoo render $(DEMO_OUT) --n 5 --out $(DEMO_OUT)/samples.png
+
+test: install
+	$(BIN)/pytest -q
+
+test-all: install
+	$(BIN)/pytest -q -m "slow or not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,135 @@
+"""The solver protocol: the only thing the trainer and the harness know about a solver.
+
+A solver is a class with a frozen dataclass `Config` (whose defaults run), a few class-level
+facts (`summary`, `tags`, `presets`), and five methods: `__init__`, `step`, `transport`,
+`state_dict`, `load_state_dict`. Core code never branches on solver types; what differs
+between solvers lives in their module under `plugins/` (or in a third party's package).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+# Tags a solver may declare; the harness uses them to choose data and metrics.
+KNOWN_TAGS = frozenset({"voxel", "vector", "stochastic", "neural", "discrete"})
+
+
+@dataclass(frozen=True)
+class PairInfo:
+    """What a solver needs to build its networks: the kind of data and per-sample shapes."""
+
+    kind: str  # "voxel" (x is [C, D, H, W]) or "vector" (x is [d])
+    x_shape: tuple[int, ...]
+    y_shape: tuple[int, ...]
+
+    @property
+    def x_dim(self) -> int:
+        return int(torch.tensor(self.x_shape).prod())
+
+    @property
+    def y_dim(self) -> int:
+        return int(torch.tensor(self.y_shape).prod())
+
+
+class Batches(Protocol):
+    """Fresh random training batches, drawn by the trainer (so sampling is seeded and resumable)."""
+
+    batch_size: int
+    x_all: torch.Tensor  # the whole training source set (for discrete solvers)
+    y_all: torch.Tensor
+
+    def x(self, n: int | None = None) -> torch.Tensor: ...
+
+    def y(self, n: int | None = None) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Base for solver configs; subclasses add their own fields with defaults that run."""
+
+
+class Solver(ABC):
+    """Base class holding the shared plumbing: modules, optimizers and their state.
+
+    Subclasses fill `self.modules` and `self.optimizers` in `__init__`; `state_dict` and
+    `load_state_dict` then work without further code. Anything else worth saving goes in
+    `extra_state` / `load_extra_state` (plain tensors, numbers and strings only, so checkpoints
+    load with `weights_only=True`).
+    """
+
+    id: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    tags: ClassVar[frozenset[str]] = frozenset()
+    Config: ClassVar[type[SolverConfig]] = SolverConfig
+    # Overrides per preset ("tiny", "quick", "full"). Keys may name fields of the solver's Config
+    # or of the shared train/data configs (e.g. a smaller batch_size for a heavy solver).
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, config: SolverConfig, info: PairInfo, device: torch.device) -> None:
+        self.config = config
+        self.info = info
+        self.device = device
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.steps_done = 0
+
+    # -- the protocol -------------------------------------------------------------------------
+    @abstractmethod
+    def step(self, batches: Batches) -> dict[str, float]:
+        """One outer iteration (including any inner loop); returns losses as Python floats."""
+
+    @abstractmethod
+    def transport(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Map a batch of source samples; stochastic solvers draw `z` themselves when None."""
+
+    @classmethod
+    def tiny_config(cls) -> SolverConfig:
+        """A config that trains in seconds on CPU (tests, smoke runs)."""
+        return cls.make_config(cls.presets.get("tiny", {}))
+
+    # -- shared plumbing ----------------------------------------------------------------------
+    @classmethod
+    def make_config(cls, overrides: dict[str, Any] | None = None) -> SolverConfig:
+        """The default config with the keys of `overrides` that belong to it replaced."""
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        own = {k: v for k, v in (overrides or {}).items() if k in names}
+        return cls.Config(**own)
+
+    def train_mode(self, on: bool = True) -> None:
+        for m in self.modules.values():
+            m.train(on)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "steps_done": self.steps_done,
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = set(self.modules) - set(state.get("modules", {}))
+        if missing:
+            raise KeyError(f"state has no entry for modules {sorted(missing)}")
+        for k, m in self.modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers.items():
+            if k in state.get("optimizers", {}):
+                o.load_state_dict(state["optimizers"][k])
+        self.steps_done = int(state.get("steps_done", 0))
+        self.load_extra_state(state.get("extra", {}))
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        del state
+
+    def parameters_count(self) -> dict[str, int]:
+        return {k: sum(p.numel() for p in m.parameters()) for k, m in self.modules.items()}

@@ -1,0 +1,308 @@
+"""One training loop for every solver: device, seeding, batches, progress, TensorBoard,
+atomic checkpoints, resume, and a guard that stops on NaN/Inf with the last good checkpoint kept.
+
+The loop speaks only the Solver protocol (`step`, `transport`, `state_dict`), so a new solver
+gets all of this for free.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from otzoo.config import RunConfig
+from otzoo.data import PairData, load_pair
+from otzoo.errors import CheckpointError, ConfigError, DivergenceError
+from otzoo.registry import get_solver
+from otzoo.runtime import (
+    atomic_write_json,
+    check_writable,
+    latest_checkpoint,
+    load_checkpoint,
+    resolve_device,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+from otzoo.solver import PairInfo, Solver
+
+N_PICTURE = 6  # test inputs shown beside their maps in TensorBoard
+
+
+class TensorBatches:
+    """Random batches from tensors kept on the device, drawn with a seeded generator whose
+    state is checkpointed (so a resumed run sees the same batches as an uninterrupted one)."""
+
+    def __init__(self, x_all: torch.Tensor, y_all: torch.Tensor, batch_size: int, seed: int):
+        self.x_all, self.y_all, self.batch_size = x_all, y_all, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _draw(self, data: torch.Tensor, n: int | None) -> torch.Tensor:
+        idx = torch.randint(len(data), (n or self.batch_size,), generator=self.generator)
+        return data[idx.to(data.device)]
+
+    def x(self, n: int | None = None) -> torch.Tensor:
+        return self._draw(self.x_all, n)
+
+    def y(self, n: int | None = None) -> torch.Tensor:
+        return self._draw(self.y_all, n)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    steps: int
+    metrics: dict[str, float]
+    solver: Solver
+
+
+def pair_info(data: PairData) -> PairInfo:
+    return PairInfo(kind=data.kind, x_shape=tuple(data.x_shape), y_shape=tuple(data.y_shape))
+
+
+def build_solver(run: RunConfig, data: PairData, device: torch.device) -> Solver:
+    cls = get_solver(run.solver)
+    if data.kind not in cls.tags:
+        raise ConfigError(
+            f"solver {run.solver!r} does not support {data.kind} data (its tags: "
+            f"{', '.join(sorted(cls.tags))}); pick another solver or pair"
+        )
+    return cls(run.solver_config, pair_info(data), device)
+
+
+@torch.no_grad()
+def map_in_batches(solver: Solver, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Apply `solver.transport` in eval mode without gradients, batch by batch."""
+    solver.train_mode(False)
+    try:
+        return torch.cat(
+            [solver.transport(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        )
+    finally:
+        solver.train_mode(True)
+
+
+def quick_metrics(solver: Solver, data: PairData, n: int) -> dict[str, float]:
+    """Transport cost and color preservation on the first n test samples (DESIGN §5)."""
+    from otzoo.metrics import color_preservation, transport_cost
+
+    x = data.x_test[:n]
+    tx = map_in_batches(solver, x)
+    out = {"transport_cost": transport_cost(x, tx)}
+    if data.kind == "voxel" and data.palette is not None and tx.shape[1] == data.palette.shape[1]:
+        colors = data.labels["x_test_color"][:n]
+        out["color_preservation"] = color_preservation(tx, colors, data.palette.to(tx.device))
+    return out
+
+
+def _check_finite(losses: dict[str, float], step: int, ckpt_dir: Path) -> None:
+    bad = [k for k, v in losses.items() if not math.isfinite(v)]
+    if bad:
+        last = latest_checkpoint(ckpt_dir)
+        kept = f"last good checkpoint {last}" if last else "no checkpoint was written yet"
+        raise DivergenceError(
+            f"training diverged at step {step}: {', '.join(f'{k}={losses[k]}' for k in bad)}; "
+            f"{kept}; lower the learning rates (--set lr_...=) or use a smaller preset"
+        )
+
+
+def _params_finite(solver: Solver) -> bool:
+    return all(
+        bool(torch.isfinite(p).all()) for m in solver.modules.values() for p in m.parameters()
+    )
+
+
+class _StopFlag:
+    """SIGINT sets a flag; the loop writes a checkpoint at the next step boundary and returns."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._old: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.hit:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def prepare_out(out: Path, run: RunConfig, resume: bool) -> None:
+    """Refuse to mix two runs in one folder; write config.json for a new run."""
+    check_writable(out)
+    cfg_path = out / "config.json"
+    if resume:
+        if not cfg_path.is_file():
+            raise CheckpointError(f"{out}: no run to resume (no config.json); drop --resume")
+        return
+    if cfg_path.exists() or latest_checkpoint(out / "ckpt") is not None:
+        raise CheckpointError(
+            f"{out}: folder already holds a run; pass --resume to continue it or choose another --out"
+        )
+    atomic_write_json(cfg_path, run.to_dict())
+
+
+def train(
+    run: RunConfig,
+    out: Path,
+    resume: bool = False,
+    show_progress: bool = True,
+    tb_dir: Path | None = None,
+    data: PairData | None = None,
+) -> TrainResult:
+    """Train `run` into folder `out` (config.json, ckpt/, tb/, metrics.json)."""
+    out = Path(out)
+    device = resolve_device(run.train.device)
+    prepare_out(out, run, resume)
+    seed_everything(run.seed)
+    if data is None:
+        data = load_pair(run.pair, run.data, seed=run.seed)
+    solver = build_solver(run, data, device)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    batches = TensorBatches(x_train, y_train, run.train.batch_size, seed=run.seed + 1)
+    ckpt_dir = out / "ckpt"
+
+    start, seconds = 0, 0.0
+    if resume:
+        last = latest_checkpoint(ckpt_dir)
+        if last is None:
+            raise CheckpointError(f"{ckpt_dir}: no checkpoint to resume from; drop --resume")
+        ckpt = restore(solver, last, run.solver, device)
+        start, seconds = int(ckpt["step"]), float(ckpt.get("train_seconds", 0.0))
+        batches.generator.set_state(ckpt["batch_rng"])
+        set_rng_state(ckpt["rng"])
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from otzoo.viz import render_grid
+
+    writer = SummaryWriter(str(tb_dir or out / "tb"), purge_step=start if resume else None)
+    fixed = data.x_test[:N_PICTURE].to(device)
+
+    def checkpoint(step: int) -> None:
+        if not _params_finite(solver):
+            _check_finite({"parameters": float("nan")}, step, ckpt_dir)
+        payload = {
+            "solver": run.solver,
+            "config": run.to_dict(),
+            "state": solver.state_dict(),
+            "rng": rng_state(),
+            "batch_rng": batches.generator.get_state(),
+            "train_seconds": seconds,
+        }
+        save_checkpoint(ckpt_dir, step, payload, keep=run.train.keep_checkpoints)
+
+    def pictures(step: int) -> None:
+        if data.kind != "voxel":
+            return
+        grid = render_grid([fixed.cpu(), map_in_batches(solver, fixed).cpu()], ["input", "map"])
+        writer.add_image("maps", grid, step, dataformats="HWC")
+
+    total = run.train.steps
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+    ]
+    columns += [TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
+    step = start
+    try:
+        with _StopFlag() as stop, Progress(*columns, disable=not show_progress) as bar:
+            task = bar.add_task(f"{run.solver} {run.pair}", total=total, completed=start, losses="")
+            if start == 0:
+                pictures(0)
+            while step < total and not stop.hit:
+                t0 = time.perf_counter()
+                losses = solver.step(batches)
+                seconds += time.perf_counter() - t0
+                step += 1
+                solver.steps_done = step
+                _check_finite(losses, step, ckpt_dir)
+                if step % run.train.log_every == 0 or step == total:
+                    for k, v in losses.items():
+                        writer.add_scalar(f"loss/{k}", v, step)
+                if run.train.eval_every and step % run.train.eval_every == 0:
+                    for k, v in quick_metrics(solver, data, run.train.eval_samples).items():
+                        writer.add_scalar(f"metrics/{k}", v, step)
+                if step % run.train.image_every == 0:
+                    pictures(step)
+                if step % run.train.ckpt_every == 0 or step == total:
+                    checkpoint(step)
+                bar.update(
+                    task, completed=step, losses=" ".join(f"{k}={v:.4g}" for k, v in losses.items())
+                )
+            if stop.hit:
+                checkpoint(step)
+                return TrainResult(out, step, {"interrupted": 1.0}, solver)
+        metrics = quick_metrics(solver, data, run.train.eval_samples)
+        for k, v in metrics.items():
+            writer.add_scalar(f"metrics/{k}", v, step)
+        metrics.update(
+            steps=float(step), train_seconds=seconds, seconds_per_step=seconds / max(step, 1)
+        )
+        atomic_write_json(out / "metrics.json", metrics)
+        return TrainResult(out, step, metrics, solver)
+    finally:
+        writer.close()
+
+
+def load_run(run_dir: Path, device: str = "cpu") -> tuple[RunConfig, Solver, PairData]:
+    """Rebuild a finished (or interrupted) run from its folder: config, solver at its last
+    checkpoint, and its data."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(
+            f"{run_dir}: not a run folder (no config.json); pass the --out folder of a run"
+        )
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(
+            f"{cfg_path}: malformed JSON ({err.msg}); the run folder is damaged"
+        ) from None
+    run = RunConfig.from_dict(raw, get_solver(raw.get("solver", "?")))
+    run = replace(run, train=replace(run.train, device=device))
+    dev = resolve_device(device)
+    data = load_pair(run.pair, run.data, seed=run.seed)
+    solver = build_solver(run, data, dev)
+    last = latest_checkpoint(run_dir / "ckpt")
+    if last is None:
+        raise CheckpointError(f"{run_dir}: run has no checkpoint yet; train it first")
+    restore(solver, last, run.solver, dev)
+    return run, solver, data
+
+
+def restore(solver: Solver, path: Path, solver_id: str, device: torch.device) -> dict[str, Any]:
+    """Load a checkpoint into `solver`, refusing one of another solver or network shape."""
+    ckpt = load_checkpoint(path, map_location=device)
+    if ckpt.get("solver") != solver_id:
+        raise CheckpointError(
+            f"{path}: checkpoint of solver {ckpt.get('solver')!r}, not {solver_id!r}; "
+            "pass the run folder it belongs to"
+        )
+    try:
+        solver.load_state_dict(ckpt["state"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: does not fit this run's networks ({str(err).splitlines()[0][:160]}); "
+            "use it with the config it was written with"
+        ) from None
+    return ckpt

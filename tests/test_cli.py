@@ -1,0 +1,95 @@
+"""The CLI as a user meets it: real processes, real exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import TINY, run_cli
+
+
+def assert_one_line_error(res, *needles):
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    assert len(err.splitlines()) == 1, err
+    for n in needles:
+        assert n in err, err
+
+
+@pytest.mark.parametrize("pair", ["3-3", "3-x", "12-5", ""])
+def test_bad_pair_is_one_line(tmp_path, pair):
+    res = run_cli("train", "--solver", "not", "--pair", pair, *TINY, "--out", str(tmp_path / "r"))
+    assert_one_line_error(res, "pair")
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_solver_lists_known(tmp_path):
+    res = run_cli("train", "--solver", "nott", "--pair", "3-5", *TINY, "--out", str(tmp_path / "r"))
+    assert_one_line_error(res, "unknown solver 'nott'", "not-weak")
+
+
+@pytest.mark.parametrize("item, needle", [("bogus=1", "unknown key"), ("t_iters=two", "type int")])
+def test_bad_set_is_one_line(tmp_path, item, needle):
+    res = run_cli(
+        "train",
+        "--solver",
+        "not",
+        "--pair",
+        "3-5",
+        *TINY,
+        "--set",
+        item,
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert_one_line_error(res, needle)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_absent_is_one_line(tmp_path):
+    res = run_cli(
+        "train",
+        "--solver",
+        "not",
+        "--pair",
+        "3-5",
+        *TINY,
+        "--device",
+        "cuda",
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert_one_line_error(res, "CUDA is not available", "--device cpu")
+
+
+def test_train_resume_render_round_trip(tmp_path):
+    out = tmp_path / "run"
+    res = run_cli(
+        "train", "--solver", "not", "--pair", "3-5", *TINY, "--steps", "3", "--out", str(out)
+    )
+    assert res.returncode == 0, res.stderr
+    assert (out / "ckpt" / "step_0000003.pt").is_file() and (out / "metrics.json").is_file()
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    res = run_cli("train", "--resume", "--steps", "6", "--out", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 6
+    assert (out / "ckpt" / "step_0000006.pt").is_file()
+    res = run_cli("render", str(out), "--n", "5", "--out", str(tmp_path / "r.png"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_solvers_table_and_keys():
+    res = run_cli("solvers")
+    assert res.returncode == 0 and "not-weak" in res.stdout and "stochastic" in res.stdout
+    res = run_cli("solvers", "--keys", "not")
+    assert res.returncode == 0 and "lr_t" in res.stdout and "grid" in res.stdout
+
+
+def test_data_show_writes_picture(tmp_path):
+    res = run_cli("data", "show", "--pair", "3-5", "--grid", "8", "--out", str(tmp_path / "d.png"))
+    assert res.returncode == 0, res.stderr
+    assert "x_train" in res.stdout and (tmp_path / "d.png").is_file()

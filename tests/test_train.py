@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from otzoo import registry
+from otzoo.config import parse_overrides, resolve
+from otzoo.errors import CheckpointError, DivergenceError
+from otzoo.runtime import list_checkpoints, load_checkpoint
+from otzoo.train import train
+
+NOT = registry.get_solver("not")
+
+
+def tiny_run(steps: int, solver=NOT, **over):
+    items = [
+        f"steps={steps}",
+        "ckpt_every=3",
+        "image_every=3",
+        *[f"{k}={v}" for k, v in over.items()],
+    ]
+    return resolve(solver, "3-5", "tiny", parse_overrides(items, solver), seed=0)
+
+
+def event_tags(tb: Path) -> tuple[set[str], set[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    return set(acc.Tags()["scalars"]), set(acc.Tags()["images"])
+
+
+def test_train_writes_checkpoint_tensorboard_and_metrics(tmp_path):
+    res = train(tiny_run(3), tmp_path / "run", show_progress=False)
+    out = tmp_path / "run"
+    assert res.steps == 3
+    assert [p.name for p in list_checkpoints(out / "ckpt")] == ["step_0000003.pt"]
+    scalars, images = event_tags(out / "tb")
+    assert {"loss/loss_t", "loss/loss_f", "metrics/transport_cost"} <= scalars
+    assert "maps" in images
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and 0 <= metrics["color_preservation"] <= 1
+    assert metrics["transport_cost"] >= 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["solver"] == "not" and cfg["data"]["grid"] == 8
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(tiny_run(3), a, show_progress=False)
+    res = train(tiny_run(6), a, resume=True, show_progress=False)
+    assert res.steps == 6
+    train(tiny_run(6), b, show_progress=False)
+    sa = load_checkpoint(list_checkpoints(a / "ckpt")[-1])["state"]["modules"]["T"]
+    sb = load_checkpoint(list_checkpoints(b / "ckpt")[-1])["state"]["modules"]["T"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_second_run_into_same_folder_is_refused(tmp_path):
+    train(tiny_run(1), tmp_path, show_progress=False)
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train(tiny_run(1), tmp_path, show_progress=False)
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    from otzoo_plugins._template import TranslationSolver
+
+    class Exploding(TranslationSolver):
+        def step(self, batches):
+            out = super().step(batches)
+            return {"loss": float("nan")} if self.steps_done >= 3 else out
+
+    monkeypatch.setitem(registry._SOLVERS, "exploding", Exploding)
+    monkeypatch.setattr(Exploding, "id", "exploding")
+    with pytest.raises(DivergenceError, match="diverged at step 4") as err:
+        train(tiny_run(10, solver=Exploding), tmp_path, show_progress=False)
+    assert "\n" not in str(err.value)
+    ckpts = list_checkpoints(tmp_path / "ckpt")
+    assert [p.name for p in ckpts] == ["step_0000003.pt"]
+    assert load_checkpoint(ckpts[0])["step"] == 3
+
+
+def test_resume_refuses_checkpoint_of_another_solver(tmp_path):
+    train(tiny_run(3), tmp_path, show_progress=False)
+    weak = registry.get_solver("not-weak")
+    run = tiny_run(6, solver=weak)
+    with pytest.raises(CheckpointError, match="solver 'not'"):
+        train(
+            replace(run, train=replace(run.train, steps=6)),
+            tmp_path,
+            resume=True,
+            show_progress=False,
+        )
