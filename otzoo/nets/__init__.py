@@ -1,0 +1,28 @@
+"""The one set of backbones every otzoo solver draws its networks from.
+
+UNet3D (voxel map), ResNet3D (voxel potential), MLP (vector map / potential) and Classifier3D
+(the judge). All work on CPU and CUDA unchanged and on any voxel grid and channel count.
+"""
+
+from torch import nn
+
+from otzoo.nets.classifier import Classifier3D
+from otzoo.nets.common import NetConfigError
+from otzoo.nets.mlp import MLP
+from otzoo.nets.resnet3d import ResNet3D
+from otzoo.nets.unet3d import UNet3D
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (trainable and frozen; shared ones counted once)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = [
+    "MLP",
+    "Classifier3D",
+    "NetConfigError",
+    "ResNet3D",
+    "UNet3D",
+    "count_parameters",
+]

@@ -1,0 +1,84 @@
+"""Building blocks shared by the backbones: activations, normalisation, 3x3x3 convs, checks.
+
+Kept in one place so every network in otzoo makes the same choices (batch-independent
+normalisation, one spelling of each activation) and reports bad arguments the same way.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from otzoo.errors import ConfigError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "celu": nn.CELU,
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
+    "leaky_relu": nn.LeakyReLU,
+}
+NORMS = ("group", "none")
+
+
+class NetConfigError(ConfigError, ValueError):
+    """A backbone got an impossible argument or input; a `ValueError` too, for plain callers."""
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by name; unknown names raise with the list of valid ones."""
+    if name not in ACTIVATIONS:
+        raise NetConfigError(
+            f"unknown activation {name!r}; use one of {', '.join(sorted(ACTIVATIONS))}"
+        )
+    return ACTIVATIONS[name]()
+
+
+def check_norm(norm: str) -> None:
+    """Refuse any normalisation but GroupNorm or none: potentials must not depend on the batch."""
+    if norm not in NORMS:
+        raise NetConfigError(
+            f"unknown norm {norm!r}; use 'group' or 'none' "
+            "(BatchNorm would make the output depend on the rest of the batch)"
+        )
+
+
+def check_positive(**values: int) -> None:
+    """Raise on any argument that is not a positive int (names the argument)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise NetConfigError(f"{name} must be a positive int, got {value!r}")
+
+
+def group_count(channels: int, max_groups: int = 8) -> int:
+    """Largest group count <= max_groups that divides `channels` (1 when nothing else does)."""
+    for groups in range(min(max_groups, channels), 0, -1):
+        if channels % groups == 0:
+            return groups
+    return 1
+
+
+def conv_norm_act(
+    c_in: int, c_out: int, norm: str, activation: str, stride: int = 1
+) -> nn.Sequential:
+    """Conv3d k=3 (padding 1) -> GroupNorm or nothing -> activation.
+
+    The conv has no bias when a norm follows: the norm's own shift replaces it.
+    """
+    layers: list[nn.Module] = [
+        nn.Conv3d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=norm == "none")
+    ]
+    if norm == "group":
+        layers.append(nn.GroupNorm(group_count(c_out), c_out))
+    layers.append(make_activation(activation))
+    return nn.Sequential(*layers)
+
+
+def check_voxels(x: torch.Tensor, channels: int, owner: str) -> None:
+    """Require a [N, channels, D, H, W] tensor, with a message that names the shape seen."""
+    if x.dim() != 5 or x.shape[1] != channels:
+        raise NetConfigError(
+            f"{owner} expects voxels of shape [N, {channels}, D, H, W], got {list(x.shape)}; "
+            f"check the channel count the network was built with"
+        )

@@ -1,0 +1,60 @@
+"""MLP: vector maps and potentials, x [N, d_in] -> [N, d_out] ([N] when d_out == 1).
+
+With `residual=True` the output is x + head(features) and the head starts at zero, so a map
+is exactly the identity at init, the natural start for OT between nearby distributions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from otzoo.nets.common import NetConfigError, check_positive, make_activation
+
+
+class MLP(nn.Module):
+    """Vector maps and potentials: x [N, d_in] -> [N, d_out] (d_out=1 returns [N])."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: tuple[int, ...] = (128, 128),
+        activation: str = "silu",
+        residual: bool = False,
+    ) -> None:
+        super().__init__()
+        check_positive(in_dim=in_dim, out_dim=out_dim)
+        check_positive(**{f"hidden[{i}]": width for i, width in enumerate(hidden)})
+        if residual and in_dim != out_dim:
+            raise NetConfigError(
+                f"residual MLP needs in_dim == out_dim (got {in_dim} and {out_dim}); "
+                "pass residual=False"
+            )
+        make_activation(activation)
+        self.in_dim = in_dim
+        self.out_dim = out_dim
+        self.residual = residual
+
+        layers: list[nn.Module] = []
+        width = in_dim
+        for next_width in hidden:
+            layers += [nn.Linear(width, next_width), make_activation(activation)]
+            width = next_width
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, out_dim)
+        if residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the map (or potential) to a batch of vectors."""
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise NetConfigError(
+                f"MLP expects vectors of shape [N, {self.in_dim}], got {list(x.shape)}; "
+                "flatten the input or build the MLP with the right in_dim"
+            )
+        out = self.head(self.body(x))
+        if self.residual:
+            out = x + out
+        return out.squeeze(-1) if self.out_dim == 1 else out

@@ -1,0 +1,81 @@
+"""ResNet3D: a scalar potential for voxel grids, x [N, C, D, H, W] -> [N].
+
+Pre-activation residual blocks, a stride-2 conv between levels (doubling the channels), a
+final norm + activation, global average pooling and one linear layer. GroupNorm only: a
+potential is evaluated on several different batches within one OT step, and its value for a
+sample must not depend on which batch it came in.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from otzoo.nets.common import (
+    check_norm,
+    check_positive,
+    check_voxels,
+    group_count,
+    make_activation,
+)
+
+
+def _norm(channels: int, norm: str) -> nn.Module:
+    return nn.GroupNorm(group_count(channels), channels) if norm == "group" else nn.Identity()
+
+
+class ResBlock3D(nn.Module):
+    """x + conv(act(norm(conv(act(norm(x)))))), channels unchanged."""
+
+    def __init__(self, channels: int, norm: str, activation: str) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _norm(channels, norm),
+            make_activation(activation),
+            nn.Conv3d(channels, channels, 3, padding=1, bias=norm == "none"),
+            _norm(channels, norm),
+            make_activation(activation),
+            nn.Conv3d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNet3D(nn.Module):
+    """Scalar potential for voxels: x [N, C, D, H, W] -> [N].
+
+    `levels` grids (the first at full resolution, each next one halved), `blocks` residual
+    blocks per level, channels base * 2**level.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        base: int = 16,
+        blocks: int = 1,
+        levels: int = 2,
+        norm: str = "group",
+        activation: str = "silu",
+    ) -> None:
+        super().__init__()
+        check_positive(in_channels=in_channels, base=base, blocks=blocks, levels=levels)
+        check_norm(norm)
+        make_activation(activation)
+        self.in_channels = in_channels
+
+        widths = [base * 2**level for level in range(levels)]
+        layers: list[nn.Module] = [nn.Conv3d(in_channels, widths[0], 3, padding=1)]
+        for level, width in enumerate(widths):
+            if level > 0:
+                layers.append(nn.Conv3d(widths[level - 1], width, 3, stride=2, padding=1))
+            layers.extend(ResBlock3D(width, norm, activation) for _ in range(blocks))
+        layers += [_norm(widths[-1], norm), make_activation(activation)]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(widths[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One potential value per sample."""
+        check_voxels(x, self.in_channels, "ResNet3D")
+        h = self.body(x).mean(dim=(2, 3, 4))
+        return self.out(h).squeeze(-1)

@@ -1,0 +1,146 @@
+"""UNet3D: the transport map T for voxel grids, x [N, C, D, H, W] -> same shape.
+
+Each level halves the grid with a stride-2 conv and doubles the channels (base * 2**level);
+the way up is trilinear upsampling to the skip's exact size, concatenation with the skip, and
+two convs. Odd grid sizes therefore work too. With `residual=True` the output is
+x + head(features) and the head starts at zero, so T is exactly the identity at init, which is
+where an OT map for a small displacement should start.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from otzoo.nets.common import (
+    NetConfigError,
+    check_norm,
+    check_positive,
+    check_voxels,
+    conv_norm_act,
+    make_activation,
+)
+
+
+def max_depth(grid: tuple[int, ...]) -> int:
+    """Deepest UNet for this grid: each level halves it (rounding up), the coarsest keeps >= 2."""
+    sizes = list(grid)
+    depth = 0
+    while min((s + 1) // 2 for s in sizes) >= 2:
+        sizes = [(s + 1) // 2 for s in sizes]
+        depth += 1
+    return depth
+
+
+class UNet3D(nn.Module):
+    """Transport map T for voxels: x [N, C, D, H, W] -> [N, out_channels, D, H, W].
+
+    out_channels defaults to in_channels; `depth` is the number of down/up levels.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        base: int = 16,
+        depth: int = 2,
+        noise_channels: int = 0,
+        residual: bool = True,
+        norm: str = "group",
+        activation: str = "silu",
+    ) -> None:
+        super().__init__()
+        out_channels = in_channels if out_channels is None else out_channels
+        check_positive(in_channels=in_channels, out_channels=out_channels, base=base, depth=depth)
+        if isinstance(noise_channels, bool) or not isinstance(noise_channels, int):
+            raise NetConfigError(f"noise_channels must be an int >= 0, got {noise_channels!r}")
+        if noise_channels < 0:
+            raise NetConfigError(f"noise_channels must be >= 0, got {noise_channels}")
+        if residual and out_channels != in_channels:
+            raise NetConfigError(
+                f"residual UNet3D needs out_channels == in_channels (got {out_channels} and "
+                f"{in_channels}); pass residual=False for a map that changes the channel count"
+            )
+        check_norm(norm)
+        make_activation(activation)  # fail here, not at the first forward
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.noise_channels = noise_channels
+        self.depth = depth
+        self.residual = residual
+
+        widths = [base * 2**level for level in range(depth + 1)]
+        self.stem = nn.Sequential(
+            conv_norm_act(in_channels + noise_channels, widths[0], norm, activation),
+            conv_norm_act(widths[0], widths[0], norm, activation),
+        )
+        self.downs = nn.ModuleList(
+            nn.Sequential(
+                conv_norm_act(widths[level], widths[level + 1], norm, activation, stride=2),
+                conv_norm_act(widths[level + 1], widths[level + 1], norm, activation),
+            )
+            for level in range(depth)
+        )
+        # ups[level] takes level+1 features up to level; applied from the deepest level down.
+        self.ups = nn.ModuleList(
+            nn.Sequential(
+                conv_norm_act(widths[level + 1] + widths[level], widths[level], norm, activation),
+                conv_norm_act(widths[level], widths[level], norm, activation),
+            )
+            for level in range(depth)
+        )
+        self.head = nn.Conv3d(widths[0], out_channels, kernel_size=1)
+        if residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Map x (and, for a stochastic map, noise z [N, noise_channels, D, H, W]) to T(x[, z])."""
+        check_voxels(x, self.in_channels, "UNet3D")
+        grid = tuple(x.shape[2:])
+        deepest = max_depth(grid)
+        if self.depth > deepest:
+            raise NetConfigError(
+                f"UNet3D depth {self.depth} is too deep for a {'x'.join(map(str, grid))} grid: "
+                f"max depth is {deepest} (each level halves the grid, the coarsest keeps >= 2 "
+                f"voxels a side); build it with depth <= {deepest}"
+            )
+        if self.noise_channels:
+            h = torch.cat([x, self._check_noise(x, z)], dim=1)
+        elif z is not None:
+            raise NetConfigError(
+                "UNet3D got noise z but was built with noise_channels=0; "
+                "drop z or build it with noise_channels > 0"
+            )
+        else:
+            h = x
+
+        h = self.stem(h)
+        skips = [h]
+        for down in self.downs:
+            h = down(h)
+            skips.append(h)
+        skips.pop()  # the deepest features are h itself
+        for level in reversed(range(self.depth)):
+            skip = skips[level]
+            h = F.interpolate(h, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            h = self.ups[level](torch.cat([h, skip], dim=1))
+        out = self.head(h)
+        return x + out if self.residual else out
+
+    def _check_noise(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """The noise must be given and match x's batch and grid."""
+        expected = [x.shape[0], self.noise_channels, *x.shape[2:]]
+        if z is None:
+            raise NetConfigError(
+                f"UNet3D was built with noise_channels={self.noise_channels} and needs noise z "
+                f"of shape {expected}; pass z (e.g. 0.1 * torch.randn(...))"
+            )
+        if list(z.shape) != expected:
+            raise NetConfigError(
+                f"UNet3D noise z has shape {list(z.shape)}, expected {expected} "
+                "(same batch and grid as x)"
+            )
+        return z.to(dtype=x.dtype)

@@ -1,0 +1,162 @@
+"""UNet3D: shapes over grids/depths/channels, identity at init, noise input, gradients, errors."""
+
+import io
+
+import pytest
+import torch
+
+from otzoo.errors import ConfigError
+from otzoo.nets import UNet3D
+from otzoo.nets.unet3d import max_depth
+
+
+def _voxels(n: int, c: int, grid: int | tuple[int, int, int], seed: int = 0) -> torch.Tensor:
+    size = (grid,) * 3 if isinstance(grid, int) else grid
+    return torch.randn(n, c, *size, generator=torch.Generator().manual_seed(seed))
+
+
+def _perturb_head(net: UNet3D, seed: int = 1) -> None:
+    """Give the zero-initialised head non-zero weights so the features reach the output."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        net.head.weight.copy_(0.1 * torch.randn(net.head.weight.shape, generator=gen))
+        net.head.bias.copy_(0.1 * torch.randn(net.head.bias.shape, generator=gen))
+
+
+@pytest.mark.parametrize(
+    ("grid", "depth"), [(8, 1), (8, 2), (16, 1), (16, 2), (16, 3), ((7, 9, 12), 2)]
+)
+@pytest.mark.parametrize("channels", [1, 3, 5])
+def test_shape_and_finite(grid, depth, channels):
+    torch.manual_seed(0)
+    net = UNet3D(channels, base=4, depth=depth, residual=False)
+    x = _voxels(2, channels, grid)
+    out = net(x)
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
+
+
+def test_out_channels_differ_without_residual():
+    net = UNet3D(3, out_channels=2, base=4, depth=2, residual=False)
+    assert net(_voxels(2, 3, 8)).shape == (2, 2, 8, 8, 8)
+
+
+def test_32_grid_depth_4():
+    net = UNet3D(3, base=2, depth=4, residual=False, activation="leaky_relu", norm="none")
+    out = net(_voxels(1, 3, 32))
+    assert out.shape == (1, 3, 32, 32, 32)
+    assert torch.isfinite(out).all()
+
+
+def test_max_depth_values():
+    assert max_depth((8, 8, 8)) == 2
+    assert max_depth((16, 16, 16)) == 3
+    assert max_depth((32, 32, 32)) == 4
+    assert max_depth((16, 16, 8)) == 2  # the smallest side decides
+    assert max_depth((3, 3, 3)) == 1
+    assert max_depth((7, 9, 12)) == 2  # 7 -> 4 -> 2
+
+
+@pytest.mark.parametrize(("grid", "depth", "deepest"), [(8, 3, 2), (16, 4, 3)])
+def test_too_deep_for_grid_is_clear_value_error(grid, depth, deepest):
+    net = UNet3D(3, base=2, depth=depth)
+    with pytest.raises(ValueError, match=rf"{grid}x{grid}x{grid} grid: max depth is {deepest}"):
+        net(_voxels(1, 3, grid))
+
+
+def test_residual_is_exactly_identity_at_init():
+    torch.manual_seed(0)
+    for grid, depth in [(8, 2), (16, 3)]:
+        net = UNet3D(3, base=4, depth=depth)
+        x = _voxels(3, 3, grid)
+        assert torch.equal(net(x), x)
+
+
+def test_non_residual_is_not_identity():
+    torch.manual_seed(0)
+    net = UNet3D(3, base=4, depth=2, residual=False)
+    x = _voxels(3, 3, 8)
+    assert (net(x) - x).abs().max() > 1e-3
+
+
+def test_residual_needs_equal_channels():
+    with pytest.raises(ValueError, match="out_channels == in_channels"):
+        UNet3D(3, out_channels=1, residual=True)
+
+
+def test_noise_changes_output_once_head_is_nonzero():
+    torch.manual_seed(0)
+    net = UNet3D(3, base=4, depth=2, noise_channels=2)
+    x = _voxels(2, 3, 8)
+    z1, z2 = _voxels(2, 2, 8, seed=1), _voxels(2, 2, 8, seed=2)
+    assert torch.equal(net(x, z1), x)  # identity at init whatever the noise
+    _perturb_head(net)
+    out1, out1_again, out2 = net(x, z1), net(x, z1), net(x, z2)
+    assert torch.equal(out1, out1_again)
+    assert (out1 - out2).abs().max() > 1e-4
+
+
+def test_noise_required_and_forbidden():
+    noisy = UNet3D(3, base=4, depth=1, noise_channels=1)
+    x = _voxels(1, 3, 8)
+    with pytest.raises(ValueError, match="needs noise z"):
+        noisy(x)
+    with pytest.raises(ValueError, match=r"expected \[1, 1, 8, 8, 8\]"):
+        noisy(x, _voxels(1, 2, 8))
+    with pytest.raises(ValueError, match="noise_channels=0"):
+        UNet3D(3, base=4, depth=1)(x, _voxels(1, 1, 8))
+
+
+def test_wrong_input_channels_raise():
+    with pytest.raises(ValueError, match=r"\[N, 3, D, H, W\], got \[1, 2, 8, 8, 8\]"):
+        UNet3D(3, base=4, depth=1)(_voxels(1, 2, 8))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"depth": 0}, {"base": 0}, {"noise_channels": -1}, {"norm": "batch"}, {"activation": "x"}],
+)
+def test_bad_arguments_raise_config_error(kwargs):
+    with pytest.raises(ConfigError):
+        UNet3D(3, **kwargs)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    net = UNet3D(3, base=4, depth=2, noise_channels=1)
+    x, z = _voxels(2, 3, 8), _voxels(2, 1, 8, seed=1)
+    net(x, z).square().mean().backward()  # at init only the head gets a non-zero gradient
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert net.head.weight.grad.abs().sum() > 0
+
+    net.zero_grad()
+    _perturb_head(net)
+    net(x, z).square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_state_dict_round_trip_reproduces_outputs():
+    torch.manual_seed(0)
+    net = UNet3D(3, base=4, depth=2, noise_channels=1)
+    _perturb_head(net)
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    buffer.seek(0)
+    torch.manual_seed(123)
+    copy = UNet3D(3, base=4, depth=2, noise_channels=1)
+    copy.load_state_dict(torch.load(buffer, weights_only=True))
+    x, z = _voxels(2, 3, 8), _voxels(2, 1, 8, seed=1)
+    assert torch.equal(copy(x, z), net(x, z))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    torch.manual_seed(0)
+    net = UNet3D(3, base=4, depth=2, residual=False)
+    x = _voxels(2, 3, 16)
+    expected = net(x)
+    out = net.cuda()(x.cuda()).cpu()
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)

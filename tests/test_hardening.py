@@ -1,0 +1,138 @@
+"""Faults a user will meet: damaged or hostile checkpoints, kills, interrupts, bad folders."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from otzoo.runtime import list_checkpoints, load_checkpoint
+from tests.conftest import TINY, run_cli
+from tests.test_cli import assert_one_line_error
+
+
+def train_args(out, steps=3, *extra):
+    return (
+        "train",
+        "--solver",
+        "not",
+        "--pair",
+        "3-5",
+        *TINY,
+        "--steps",
+        str(steps),
+        "--out",
+        str(out),
+        *extra,
+    )
+
+
+def test_truncated_checkpoint_is_one_line(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli(*train_args(out)).returncode == 0
+    ckpt = list_checkpoints(out / "ckpt")[-1]
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    res = run_cli("train", "--resume", "--steps", "6", "--out", str(out), "--quiet")
+    assert_one_line_error(res, "corrupt or truncated", ckpt.name)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this would create the marker file
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_carrying_code_is_refused_and_never_run(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli(*train_args(out)).returncode == 0
+    marker = tmp_path / "pwned"
+    torch.save(
+        {"format": "otzoo-checkpoint-1", "evil": _Evil(str(marker))},
+        out / "ckpt" / "step_0000009.pt",
+    )
+    res = run_cli("render", str(out), "--out", str(tmp_path / "r.png"))
+    assert_one_line_error(res, "refused to load")
+    assert not marker.exists()
+
+
+def test_checkpoint_of_another_shape_is_one_line(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli(*train_args(a)).returncode == 0
+    assert run_cli(*train_args(b, 3, "--set", "t_base=4")).returncode == 0
+    shutil.copy(list_checkpoints(a / "ckpt")[-1], b / "ckpt" / "step_0000004.pt")
+    res = run_cli("train", "--resume", "--steps", "6", "--out", str(b), "--quiet")
+    assert_one_line_error(res, "does not fit this run's networks")
+
+
+def test_unwritable_output_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    res = run_cli(*train_args(blocker / "run"))
+    assert_one_line_error(res, "not writable", "--out")
+
+
+def test_second_run_into_a_run_folder_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli(*train_args(out)).returncode == 0
+    res = run_cli(*train_args(out))
+    assert_one_line_error(res, "already holds a run", "--resume")
+
+
+def _popen_train(out, steps):
+    args = [sys.executable, "-m", "otzoo", *train_args(out, steps, "--set", "ckpt_every=2")]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(out, proc, timeout=120):
+    start = time.time()
+    while not list_checkpoints(out / "ckpt"):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - start < timeout, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def _weights(out):
+    return load_checkpoint(list_checkpoints(out / "ckpt")[-1])["state"]["modules"]
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = _popen_train(killed, 400)
+    _wait_for_checkpoint(killed, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list_checkpoints(killed / "ckpt"), "the atomic checkpoint survived the kill"
+    res = run_cli("train", "--resume", "--steps", "8", "--out", str(killed), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert run_cli(*train_args(clean, 8, "--set", "ckpt_every=2")).returncode == 0
+    wa, wb = _weights(killed), _weights(clean)
+    for net in ("T", "f"):
+        assert all(torch.equal(wa[net][k], wb[net][k]) for k in wa[net]), net
+
+
+def test_sigint_writes_checkpoint_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = _popen_train(out, 100000)
+    _wait_for_checkpoint(out, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "checkpoint saved" in stdout
+    last = list_checkpoints(out / "ckpt")[-1]
+    assert load_checkpoint(last)["step"] >= 2
+    res = run_cli(
+        "train",
+        "--resume",
+        "--steps",
+        str(load_checkpoint(last)["step"] + 1),
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert res.returncode == 0, res.stderr
