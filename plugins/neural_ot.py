@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from otzoo.errors import ConfigError
 from otzoo.nets import MLP, ResNet3D, UNet3D
 from otzoo.registry import register_solver
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
@@ -69,6 +70,11 @@ class NeuralOT(Solver):
 
     def __init__(self, config: NOTConfig, info: PairInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
+        if info.x_shape != info.y_shape:
+            raise ConfigError(
+                f"solver {self.id!r} uses the quadratic cost ||x - T(x)||^2, which needs source and "
+                f"target of one shape (got {info.x_shape} and {info.y_shape}); use otm for such pairs"
+            )
         self.T, self.f = self._build_nets(config, info)
         self.modules = {"T": self.T.to(device), "f": self.f.to(device)}
         self.optimizers = {
