@@ -35,6 +35,7 @@ class TrainConfig:
     eval_every: int = 0  # test-split metrics during training (0: only at the end)
     eval_samples: int = 256  # test samples used by the in-training metrics
     keep_checkpoints: int = 2
+    amp: str = "auto"  # bf16 autocast: auto (on for CUDA) | bf16 | off
 
 
 # Shared preset values (data + train). Solvers add their own in `Solver.presets`.

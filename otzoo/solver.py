@@ -70,6 +70,8 @@ class Solver(ABC):
     # Overrides per preset ("tiny", "quick", "full"). Keys may name fields of the solver's Config
     # or of the shared train/data configs (e.g. a smaller batch_size for a heavy solver).
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    # False for solvers whose losses need fp32 (e.g. gradients of convex potentials).
+    amp_safe: ClassVar[bool] = True
 
     def __init__(self, config: SolverConfig, info: PairInfo, device: torch.device) -> None:
         self.config = config

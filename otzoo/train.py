@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from otzoo import distributed
 from otzoo.config import RunConfig
 from otzoo.data import PairData, load_pair
 from otzoo.errors import CheckpointError, ConfigError, DivergenceError
@@ -98,7 +99,8 @@ def quick_metrics(solver: Solver, data: PairData, n: int) -> dict[str, float]:
 
     x = data.x_test[:n]
     tx = map_in_batches(solver, x)
-    out = {"transport_cost": transport_cost(x, tx)}
+    # a latent source (noise-D) has another shape than T(x): no transport cost there
+    out = {"transport_cost": transport_cost(x, tx)} if x.shape == tx.shape else {}
     if data.kind == "voxel" and data.palette is not None and tx.shape[1] == data.palette.shape[1]:
         colors = data.labels["x_test_color"][:n]
         out["color_preservation"] = color_preservation(tx, colors, data.palette.to(tx.device))
@@ -159,6 +161,18 @@ def prepare_out(out: Path, run: RunConfig, resume: bool) -> None:
     atomic_write_json(cfg_path, run.to_dict())
 
 
+def amp_dtype(mode: str, device: torch.device, solver: Solver) -> torch.dtype | None:
+    """bf16 autocast: always on CUDA ('auto') unless the solver needs fp32 (e.g. double
+    backward through convex potentials); on CPU only when asked, as it rarely pays there."""
+    if mode == "off":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode == "auto":
+        return torch.bfloat16 if device.type == "cuda" and solver.amp_safe else None
+    raise ConfigError(f"--set amp={mode}: choose auto, bf16 or off")
+
+
 def train(
     run: RunConfig,
     out: Path,
@@ -167,16 +181,31 @@ def train(
     tb_dir: Path | None = None,
     data: PairData | None = None,
 ) -> TrainResult:
-    """Train `run` into folder `out` (config.json, ckpt/, tb/, metrics.json)."""
+    """Train `run` into folder `out` (config.json, ckpt/, tb/, metrics.json).
+
+    Under `torchrun` every rank trains on its own batches with gradients averaged across
+    ranks (otzoo.distributed); rank 0 alone writes.
+    """
     out = Path(out)
     device = resolve_device(run.train.device)
-    prepare_out(out, run, resume)
+    rank, world_size = distributed.world()
+    if world_size > 1 and device.type == "cuda":
+        device = distributed.local_cuda_device()
+    parallel = distributed.init(device)
+    main = rank == 0
+    if main:
+        prepare_out(out, run, resume)
+    distributed.barrier()
     seed_everything(run.seed)
     if data is None:
         data = load_pair(run.pair, run.data, seed=run.seed)
     solver = build_solver(run, data, device)
+    if parallel:
+        distributed.share_weights(solver)
+        seed_everything(run.seed + 7919 * rank)  # each rank draws its own noise
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    batches = TensorBatches(x_train, y_train, run.train.batch_size, seed=run.seed + 1)
+    batches = TensorBatches(x_train, y_train, run.train.batch_size, seed=run.seed + 1 + 7919 * rank)
+    autocast = amp_dtype(run.train.amp, device, solver)
     ckpt_dir = out / "ckpt"
 
     start, seconds = 0, 0.0
@@ -186,17 +215,27 @@ def train(
             raise CheckpointError(f"{ckpt_dir}: no checkpoint to resume from; drop --resume")
         ckpt = restore(solver, last, run.solver, device)
         start, seconds = int(ckpt["step"]), float(ckpt.get("train_seconds", 0.0))
-        batches.generator.set_state(ckpt["batch_rng"])
+        per_rank = ckpt.get("batch_rng_ranks", [ckpt["batch_rng"]])
+        batches.generator.set_state(per_rank[rank] if rank < len(per_rank) else per_rank[0])
         set_rng_state(ckpt["rng"])
 
     from torch.utils.tensorboard import SummaryWriter
 
     from otzoo.viz import render_grid
 
-    writer = SummaryWriter(str(tb_dir or out / "tb"), purge_step=start if resume else None)
+    writer = (
+        SummaryWriter(str(tb_dir or out / "tb"), purge_step=start if resume else None)
+        if main
+        else None
+    )
     fixed = data.x_test[:N_PICTURE].to(device)
 
     def checkpoint(step: int) -> None:
+        batch_states = [batches.generator.get_state()]
+        if parallel:
+            batch_states = distributed.gather(batch_states[0])
+        if not main:
+            return
         if not _params_finite(solver):
             _check_finite({"parameters": float("nan")}, step, ckpt_dir)
         payload = {
@@ -204,10 +243,21 @@ def train(
             "config": run.to_dict(),
             "state": solver.state_dict(),
             "rng": rng_state(),
-            "batch_rng": batches.generator.get_state(),
+            "batch_rng": batch_states[0],
+            "batch_rng_ranks": batch_states,
             "train_seconds": seconds,
         }
         save_checkpoint(ckpt_dir, step, payload, keep=run.train.keep_checkpoints)
+
+    def log(step: int, losses: dict[str, float]) -> None:
+        if step % run.train.log_every == 0 or step == run.train.steps:
+            for k, v in losses.items():
+                writer.add_scalar(f"loss/{k}", v, step)
+        if run.train.eval_every and step % run.train.eval_every == 0:
+            for k, v in quick_metrics(solver, data, run.train.eval_samples).items():
+                writer.add_scalar(f"metrics/{k}", v, step)
+        if step % run.train.image_every == 0:
+            pictures(step)
 
     def pictures(step: int) -> None:
         if data.kind != "voxel":
@@ -224,43 +274,45 @@ def train(
     columns += [TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
     step = start
     try:
-        with _StopFlag() as stop, Progress(*columns, disable=not show_progress) as bar:
+        with (
+            _StopFlag() as stop,
+            Progress(*columns, disable=not (show_progress and main)) as bar,
+        ):
             task = bar.add_task(f"{run.solver} {run.pair}", total=total, completed=start, losses="")
-            if start == 0:
+            if start == 0 and main:
                 pictures(0)
             while step < total and not stop.hit:
                 t0 = time.perf_counter()
-                losses = solver.step(batches)
+                with torch.autocast(
+                    device.type, dtype=autocast or torch.float32, enabled=bool(autocast)
+                ):
+                    losses = solver.step(batches)
                 seconds += time.perf_counter() - t0
                 step += 1
                 solver.steps_done = step
                 _check_finite(losses, step, ckpt_dir)
-                if step % run.train.log_every == 0 or step == total:
-                    for k, v in losses.items():
-                        writer.add_scalar(f"loss/{k}", v, step)
-                if run.train.eval_every and step % run.train.eval_every == 0:
-                    for k, v in quick_metrics(solver, data, run.train.eval_samples).items():
-                        writer.add_scalar(f"metrics/{k}", v, step)
-                if step % run.train.image_every == 0:
-                    pictures(step)
+                if main:
+                    log(step, losses)
                 if step % run.train.ckpt_every == 0 or step == total:
                     checkpoint(step)
-                bar.update(
-                    task, completed=step, losses=" ".join(f"{k}={v:.4g}" for k, v in losses.items())
-                )
+                shown = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
+                bar.update(task, completed=step, losses=shown)
             if stop.hit:
                 checkpoint(step)
                 return TrainResult(out, step, {"interrupted": 1.0}, solver)
-        metrics = quick_metrics(solver, data, run.train.eval_samples)
-        for k, v in metrics.items():
-            writer.add_scalar(f"metrics/{k}", v, step)
-        metrics.update(
-            steps=float(step), train_seconds=seconds, seconds_per_step=seconds / max(step, 1)
-        )
-        atomic_write_json(out / "metrics.json", metrics)
+        metrics: dict[str, float] = {}
+        if main:
+            metrics = quick_metrics(solver, data, run.train.eval_samples)
+            for k, v in metrics.items():
+                writer.add_scalar(f"metrics/{k}", v, step)
+            metrics.update(
+                steps=float(step), train_seconds=seconds, seconds_per_step=seconds / max(step, 1)
+            )
+            atomic_write_json(out / "metrics.json", metrics)
         return TrainResult(out, step, metrics, solver)
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
 
 def load_run(run_dir: Path, device: str = "cpu") -> tuple[RunConfig, Solver, PairData]:
