@@ -7,6 +7,7 @@ DESIGN §2. A map T and a potential f play a saddle game; T takes K_T steps per 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,7 @@ class NOTConfig(SolverConfig):
     f_base: int = 16  # ResNet3D potential width
     f_levels: int = 2
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
+    ema: float = 0.0  # >0: transport with an exponential moving average of T (damps saddle swings)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,10 @@ class NeuralOT(Solver):
             )
         self.T, self.f = self._build_nets(config, info)
         self.modules = {"T": self.T.to(device), "f": self.f.to(device)}
+        self.T_eval = self.T
+        if config.ema > 0:
+            self.T_eval = copy.deepcopy(self.T).requires_grad_(False)
+            self.modules["T_ema"] = self.T_eval
         self.optimizers = {
             "T": _adam(self.T, config.lr_t, config.weight_decay),
             "f": _adam(self.f, config.lr_f, config.weight_decay),
@@ -117,6 +123,8 @@ class NeuralOT(Solver):
             self.optimizers["T"].zero_grad(set_to_none=True)
             loss_t.backward()
             self.optimizers["T"].step()
+            if self.T_eval is not self.T:
+                ema_update(self.T_eval, self.T, self.config.ema)
         self.f.requires_grad_(True)
 
         x, y = batches.x(), batches.y()
@@ -130,7 +138,7 @@ class NeuralOT(Solver):
         return {k: float(v) for k, v in logs.items()}
 
     def transport(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        return self.T(x)
+        return self.T_eval(x)
 
 
 @register_solver("not-weak")
@@ -177,7 +185,15 @@ class NeuralOTWeak(NeuralOT):
         return self.T(x, self.sample_noise(x))
 
     def transport(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        return self.T(x, self.sample_noise(x) if z is None else z)
+        return self.T_eval(x, self.sample_noise(x) if z is None else z)
+
+
+@torch.no_grad()
+def ema_update(avg: nn.Module, live: nn.Module, decay: float) -> None:
+    """avg <- decay * avg + (1 - decay) * live for parameters; buffers are copied."""
+    torch._foreach_lerp_(list(avg.parameters()), list(live.parameters()), 1.0 - decay)
+    for a, b in zip(avg.buffers(), live.buffers(), strict=True):
+        a.copy_(b)
 
 
 class _VectorMap(nn.Module):
