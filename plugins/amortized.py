@@ -1,0 +1,257 @@
+"""Amortized-conjugate dual OT (Amos, "On amortizing convex conjugates for optimal transport",
+ICLR 2023).
+
+A potential f (an ICNN, or a plain non-convex net plus 0.5*exp(a)*||x||^2) gives the map
+grad f. Its conjugate point x_hat(y) = argmin_x f(x) - <x, y> is predicted by an amortization
+net H, fine-tuned by a batched conjugate solver (L-BFGS or Adam, otzoo.conjugate) and detached;
+f minimizes the dual `mean f(x) + mean(<x_hat, y> - f(x_hat))` (DESIGN §2). H learns by one of
+three amortization losses on its prediction x~ = H(y), with f's parameters frozen there:
+`objective` f(x~) - <x~, y>, `regression` ||x~ - x_hat||^2, `cycle` ||grad f(x~) - y||^2.
+Reference: AdamW lr 5e-4, betas (0.5, 0.5), cosine decay; best reported is the non-convex MLP
+potential with regression amortization and L-BFGS, the defaults here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from otzoo.conjugate import CONJUGATE_SOLVERS, fit_identity, solve_conjugate
+from otzoo.errors import ConfigError
+from otzoo.nets import MLP, ResNet3D, UNet3D
+from otzoo.nets.icnn import ConvICNN3D, DenseICNN, QuadraticPlus, potential_gradient
+from otzoo.registry import register_solver
+from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
+
+POTENTIALS = ("mlp", "icnn")
+AMORTIZATIONS = ("regression", "objective", "cycle")
+
+
+@dataclass(frozen=True)
+class AmortizedConfig(SolverConfig):
+    potential: str = "mlp"  # mlp (non-convex: MLP / ResNet3D + 0.5*exp(a)*||x||^2) | icnn
+    amortization: str = "regression"  # regression | objective | cycle
+    conj_solver: str = "lbfgs"  # lbfgs | adam | lbfgs_torch
+    conj_max_iter: int = 100  # fine-tuning iterations per batch (0: use H's prediction as is)
+    conj_gtol: float = 1e-3  # stop when each sample's ||grad|| / sqrt(D) is below this
+    lr: float = 1e-3  # AdamW for f and H (reference 5e-4 over 250k steps: the full preset)
+    beta1: float = 0.5
+    beta2: float = 0.5
+    weight_decay: float = 1e-4
+    lr_decay_steps: int = 0  # cosine decay to lr*1e-4 over this many steps; 0: constant lr
+    hidden: tuple[int, ...] = ()  # potential MLP widths; (): (2b, 2b, b), b = max(d, 32)
+    h_hidden: tuple[int, ...] = ()  # amortization MLP widths (residual); () as above
+    activation: str = "softplus"  # mlp potential's activation (smooth: the map is its gradient)
+    strong_convexity: float = 1e-2  # icnn potential only
+    pretrain_steps: int = 300  # identity pre-training of an icnn potential (mlp starts there)
+    pretrain_lr: float = 1e-3
+    f_base: int = 16  # voxel potential width (ResNet3D or ConvICNN3D)
+    f_levels: int = 2
+    h_base: int = 8  # voxel amortization net: residual UNet3D
+    h_depth: int = 2
+
+    def __post_init__(self) -> None:
+        for key, value, allowed in (
+            ("potential", self.potential, POTENTIALS),
+            ("amortization", self.amortization, AMORTIZATIONS),
+            ("conj_solver", self.conj_solver, CONJUGATE_SOLVERS),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{key}={value!r}: use one of {', '.join(allowed)}")
+        if self.conj_max_iter < 0 or self.conj_gtol < 0 or self.lr_decay_steps < 0:
+            raise ConfigError("conj_max_iter, conj_gtol and lr_decay_steps must be >= 0")
+        if self.conj_max_iter == 0 and self.amortization == "regression":
+            raise ConfigError(
+                "amortization=regression needs conj_max_iter > 0 (it regresses H onto the "
+                "fine-tuned conjugate); use amortization=objective or cycle, or raise conj_max_iter"
+            )
+
+
+class _Scaled(nn.Module):
+    """factor * net(x): lifts a mean-pooled voxel potential to the O(||x||^2) scale of f."""
+
+    def __init__(self, net: nn.Module, factor: float):
+        super().__init__()
+        self.net, self.factor = net, float(factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.factor * self.net(x)
+
+
+def _widths(given: tuple[int, ...], dim: int) -> tuple[int, ...]:
+    base = max(dim, 32)
+    return given or (2 * base, 2 * base, base)
+
+
+def build_potential(c: AmortizedConfig, info: PairInfo) -> nn.Module:
+    """f with grad f exactly the identity at init (mlp) or an ICNN to pre-train (icnn)."""
+    voxel = info.kind == "voxel"
+    if c.potential == "icnn":
+        if voxel:
+            return ConvICNN3D(
+                info.x_shape[0],
+                base=c.f_base,
+                levels=c.f_levels,
+                strong_convexity=c.strong_convexity,
+            )
+        return DenseICNN(info.x_dim, hidden=c.hidden or None, strong_convexity=c.strong_convexity)
+    if voxel:
+        net = ResNet3D(info.x_shape[0], base=c.f_base, levels=c.f_levels, activation=c.activation)
+        last = net.out
+        net = _Scaled(net, info.x_dim)  # ResNet3D averages over voxels; f must sum
+    else:
+        net = MLP(info.x_dim, 1, hidden=_widths(c.hidden, info.x_dim), activation=c.activation)
+        last = net.head
+    nn.init.zeros_(last.weight)  # f = const + 0.5*||x||^2 at init: grad f is the identity
+    nn.init.zeros_(last.bias)
+    return QuadraticPlus(net)
+
+
+def build_amortizer(c: AmortizedConfig, info: PairInfo) -> nn.Module:
+    """H(y) ~ x_hat(y), identity at init (the conjugate of 0.5*||x||^2 is the identity)."""
+    if info.kind == "voxel":
+        return UNet3D(info.y_shape[0], base=c.h_base, depth=c.h_depth, residual=True)
+    return MLP(info.y_dim, info.y_dim, hidden=_widths(c.h_hidden, info.y_dim), residual=True)
+
+
+def _sq_norm(a: Tensor, b: Tensor) -> Tensor:
+    return (a - b).pow(2).flatten(1).sum(dim=1).mean()
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).flatten(1).sum(dim=1)
+
+
+@register_solver("amortized")
+class Amortized(Solver):
+    summary = "Amortized-conjugate dual OT (Amos 2023): potential f, predicted + L-BFGS conjugate"
+    tags = frozenset({"voxel", "vector", "neural"})
+    Config = AmortizedConfig
+    amp_safe = False  # gradients of potentials (and their conjugates) need fp32
+    presets = {
+        "tiny": {
+            "hidden": (16, 16),
+            "h_hidden": (16, 16),
+            "f_base": 4,
+            "f_levels": 1,
+            "h_base": 4,
+            "h_depth": 1,
+            "conj_max_iter": 5,
+            "pretrain_steps": 3,
+        },
+        "quick": {
+            "conj_max_iter": 10,
+            "conj_gtol": 1e-2,
+            "lr_decay_steps": 300,
+            "f_base": 8,
+            "pretrain_steps": 20,
+        },
+        "full": {
+            "conj_max_iter": 100,
+            "conj_gtol": 1e-3,
+            "lr_decay_steps": 10000,
+            "lr": 5e-4,
+            "f_base": 32,
+            "f_levels": 3,
+            "h_base": 16,
+        },
+    }
+
+    def __init__(self, config: AmortizedConfig, info: PairInfo, device: torch.device) -> None:
+        super().__init__(config, info, device)
+        if info.x_shape != info.y_shape:
+            raise ConfigError(
+                f"amortized maps between equal shapes, got {info.x_shape} and {info.y_shape}; "
+                "pick a pair whose source and target have the same shape"
+            )
+        self.f = build_potential(config, info).to(device)
+        self.H = build_amortizer(config, info).to(device)
+        self.modules = {"f": self.f, "H": self.H}
+        betas = (config.beta1, config.beta2)
+        self.optimizers = {
+            k: torch.optim.AdamW(
+                m.parameters(), lr=config.lr, betas=betas, weight_decay=config.weight_decay
+            )
+            for k, m in self.modules.items()
+        }
+        self.updates = 0  # optimizer steps taken (drives the lr schedule and pre-training)
+
+    def current_lr(self) -> float:
+        """Cosine decay from lr to lr*1e-4 over lr_decay_steps (w2ot's schedule), then flat."""
+        c = self.config
+        if not c.lr_decay_steps:
+            return c.lr
+        t = min(self.updates, c.lr_decay_steps) / c.lr_decay_steps
+        return c.lr * (1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def conjugate(self, y: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
+        """(H's prediction x~ with its graph, fine-tuned x_hat detached, solver stats)."""
+        c = self.config
+        x_pred = self.H(y)
+        res = solve_conjugate(
+            self.f,
+            y,
+            x_pred.detach(),
+            c.conj_solver,
+            c.conj_max_iter,
+            c.conj_gtol * math.sqrt(self.info.y_dim),
+        )
+        rms = float(res.grad_norm.max()) / math.sqrt(self.info.y_dim)
+        return x_pred, res.x, {"conj_iters": float(res.iterations), "conj_grad_rms": rms}
+
+    def _amortization_loss(self, x_pred: Tensor, x_hat: Tensor, y: Tensor) -> Tensor:
+        kind = self.config.amortization
+        if kind == "regression":
+            return _sq_norm(x_pred, x_hat)
+        if kind == "objective":
+            return (self.f(x_pred) - _dot(x_pred, y)).mean()
+        return _sq_norm(potential_gradient(self.f, x_pred, create_graph=True), y)
+
+    def step(self, batches: Batches) -> dict[str, float]:
+        c, logs = self.config, {}
+        if self.updates == 0 and c.potential == "icnn" and c.pretrain_steps:
+
+            def sample() -> Tensor:  # f is evaluated near x (the map) and near y (x_hat)
+                return torch.cat([batches.x(), batches.y()])
+
+            logs["pretrain_f"] = fit_identity(self.f, sample, c.pretrain_steps, c.pretrain_lr)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = self.current_lr()
+        x, y = batches.x(), batches.y()
+        x_pred, x_hat, stats = self.conjugate(y)
+        self.f.requires_grad_(False)  # the amortization loss trains H only
+        amort = self._amortization_loss(x_pred, x_hat, y)
+        self.f.requires_grad_(True)
+        loss_f = self.f(x).mean() + (_dot(x_hat, y) - self.f(x_hat)).mean()
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        (loss_f + amort).backward()
+        for opt in self.optimizers.values():
+            opt.step()
+        clamp = getattr(self.f, "clamp_convex", None)
+        if clamp is not None:
+            clamp()
+        self.updates += 1
+        return {
+            "loss_f": float(loss_f.detach()),
+            "amortization": float(amort.detach()),
+            **stats,
+            **logs,
+        }
+
+    def transport(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        return potential_gradient(self.f, x)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """The inverse map grad f*(y) = x_hat(y): H's prediction fine-tuned by the solver."""
+        return self.conjugate(y)[1]
+
+    def extra_state(self) -> dict[str, int]:
+        return {"updates": self.updates}
+
+    def load_extra_state(self, state: dict[str, int]) -> None:
+        self.updates = int(state.get("updates", 0))

@@ -1,0 +1,143 @@
+"""W2GN: Wasserstein-2 Generative Networks (Korotin et al., ICLR 2021), non-minimax.
+
+Two input-convex potentials: D (forward map grad D) and D_conj (inverse map grad D_conj, an
+approximate conjugate). With Y_inv = grad D_conj(y) detached, one loss trains both (DESIGN §2):
+
+    L = mean D(x) - mean D(Y_inv)
+        + lam * (mean ||grad D(grad D_conj(y)) - y||^2 + mean ||grad D_conj(grad D(x)) - x||^2)
+
+D_conj learns only through the cycle terms. Both potentials are pre-trained to the identity
+map (grad D(x) ~ x on source samples, grad D_conj(y) ~ y on target samples) inside the first
+step, and re-projected onto their convex set after every optimizer step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from otzoo.conjugate import fit_identity
+from otzoo.errors import ConfigError
+from otzoo.nets.icnn import ConvICNN3D, DenseICNN, potential_gradient
+from otzoo.registry import register_solver
+from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
+
+
+@dataclass(frozen=True)
+class W2GNConfig(SolverConfig):
+    lr: float = 3e-4  # Adam, both potentials (reference 3e-4)
+    cycle_lambda: float | None = None  # lam; None: min(dim, 50), the reference's choice
+    pretrain_steps: int = 300  # identity pre-training steps per potential, in the first step
+    pretrain_lr: float = 1e-3
+    hidden: tuple[int, ...] = ()  # DenseICNN widths; (): (max(2d,64), max(2d,64), max(d,32))
+    rank: int = 1  # rank of the input-quadratic layers
+    activation: str = "celu"  # convex, non-decreasing: celu | softplus
+    strong_convexity: float = 1e-2  # the 0.5*s*||x||^2 term of both potentials
+    icnn_base: int = 16  # ConvICNN3D width (voxels)
+    icnn_levels: int = 2
+
+    def __post_init__(self) -> None:
+        if self.cycle_lambda is not None and not self.cycle_lambda >= 0:
+            raise ConfigError(f"cycle_lambda={self.cycle_lambda}: use a number >= 0 (or none)")
+        if self.pretrain_steps < 0:
+            raise ConfigError(f"pretrain_steps={self.pretrain_steps}: use an integer >= 0")
+
+
+def build_icnn(c: W2GNConfig, info: PairInfo) -> nn.Module:
+    """A DenseICNN for vectors, a ConvICNN3D for voxels (f = O(||x||^2) in both)."""
+    if info.x_shape != info.y_shape:
+        raise ConfigError(
+            f"W2GN maps between equal shapes, got {info.x_shape} and {info.y_shape}; "
+            "pick a pair whose source and target have the same shape"
+        )
+    if info.kind == "voxel":
+        return ConvICNN3D(
+            info.x_shape[0],
+            base=c.icnn_base,
+            levels=c.icnn_levels,
+            strong_convexity=c.strong_convexity,
+            activation=c.activation,
+        )
+    return DenseICNN(
+        info.x_dim,
+        hidden=c.hidden or None,
+        rank=c.rank,
+        activation=c.activation,
+        strong_convexity=c.strong_convexity,
+    )
+
+
+def _sq_norm(a: Tensor, b: Tensor) -> Tensor:
+    """mean over the batch of ||a - b||^2 (summed over every element of a sample)."""
+    return (a - b).pow(2).flatten(1).sum(dim=1).mean()
+
+
+@register_solver("w2gn")
+class W2GN(Solver):
+    summary = "W2GN (Korotin et al. 2021): two ICNN potentials, cycle-regularised, non-minimax"
+    tags = frozenset({"voxel", "vector", "neural"})
+    Config = W2GNConfig
+    amp_safe = False  # gradients of potentials (and their conjugates) need fp32
+    presets = {
+        "tiny": {"pretrain_steps": 3, "hidden": (16, 16), "icnn_base": 4, "icnn_levels": 1},
+        "quick": {"pretrain_steps": 20, "icnn_base": 8},
+        "full": {"pretrain_steps": 500, "lr": 3e-4, "icnn_base": 32, "icnn_levels": 3},
+    }
+
+    def __init__(self, config: W2GNConfig, info: PairInfo, device: torch.device) -> None:
+        super().__init__(config, info, device)
+        self.D = build_icnn(config, info).to(device)
+        self.D_conj = build_icnn(config, info).to(device)
+        self.modules = {"D": self.D, "D_conj": self.D_conj}
+        self.optimizers = {
+            "D": torch.optim.Adam(self.D.parameters(), lr=config.lr),
+            "D_conj": torch.optim.Adam(self.D_conj.parameters(), lr=config.lr),
+        }
+        lam = config.cycle_lambda
+        self.lam = float(min(info.x_dim, 50) if lam is None else lam)
+        self.updates = 0  # optimizer steps taken; 0 means identity pre-training is still due
+
+    def pretrain(self, batches: Batches) -> dict[str, float]:
+        """Fit grad D(x) ~ x on source batches and grad D_conj(y) ~ y on target batches."""
+        c = self.config
+        return {
+            "pretrain_D": fit_identity(self.D, batches.x, c.pretrain_steps, c.pretrain_lr),
+            "pretrain_D_conj": fit_identity(
+                self.D_conj, batches.y, c.pretrain_steps, c.pretrain_lr
+            ),
+        }
+
+    def step(self, batches: Batches) -> dict[str, float]:
+        logs = self.pretrain(batches) if self.updates == 0 and self.config.pretrain_steps else {}
+        x, y = batches.x(), batches.y()
+        y_inv = potential_gradient(self.D_conj, y, create_graph=True)
+        x_fwd = potential_gradient(self.D, x, create_graph=True)
+        dual = self.D(x).mean() - self.D(y_inv.detach()).mean()
+        cycle_y = _sq_norm(potential_gradient(self.D, y_inv, create_graph=True), y)
+        cycle_x = _sq_norm(potential_gradient(self.D_conj, x_fwd, create_graph=True), x)
+        loss = dual + self.lam * (cycle_y + cycle_x)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+        self.D.clamp_convex()
+        self.D_conj.clamp_convex()
+        self.updates += 1
+        values = {"loss": loss, "dual": dual, "cycle_y": cycle_y, "cycle_x": cycle_x}
+        return {**{k: float(v.detach()) for k, v in values.items()}, **logs}
+
+    def transport(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        return potential_gradient(self.D, x)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """The learned inverse map grad D_conj(y) (Q -> P)."""
+        return potential_gradient(self.D_conj, y)
+
+    def extra_state(self) -> dict[str, int]:
+        return {"updates": self.updates}
+
+    def load_extra_state(self, state: dict[str, int]) -> None:
+        self.updates = int(state.get("updates", 0))

@@ -1,0 +1,165 @@
+"""Amortized-conjugate solver: conformance (every potential / loss / conjugate solver), the
+closed-form Gaussian map recovered, identity start, conjugate consistency, lr schedule."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+from otzoo_plugins.amortized import Amortized
+
+from otzoo.data.benchmarks import gaussian_pair
+from otzoo.errors import ConfigError
+from otzoo.metrics.uvp import evaluate_map
+from otzoo.solver import PairInfo
+from otzoo.testing import check_solver, tiny_problem
+
+CPU = torch.device("cpu")
+VEC2 = PairInfo("vector", (2,), (2,))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small nets on a shared 2-core machine run far faster without thread hand-offs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Batches:
+    """Fresh samples on every call (the trainer's Batches, minimal): sample(n, generator)."""
+
+    def __init__(self, sample_x, sample_y, batch_size: int, seed: int = 1):
+        self.sample_x, self.sample_y, self.batch_size = sample_x, sample_y, batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def x(self, n: int | None = None) -> torch.Tensor:
+        return self.sample_x(n or self.batch_size, self.gen)
+
+    def y(self, n: int | None = None) -> torch.Tensor:
+        return self.sample_y(n or self.batch_size, self.gen)
+
+
+def pair_batches(pair, batch_size: int) -> Batches:
+    return Batches(pair.sample_x, pair.sample_y, batch_size)
+
+
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Batches:
+    def pick(data: torch.Tensor):
+        return lambda n, gen: data[torch.randint(len(data), (n,), generator=gen)]
+
+    return Batches(pick(x), pick(y), batch_size)
+
+
+def _variant(**tiny) -> type[Amortized]:
+    """Amortized with its tiny preset changed (check_solver always trains the tiny preset)."""
+    presets = {**Amortized.presets, "tiny": {**Amortized.presets["tiny"], **tiny}}
+    return type("AmortizedVariant", (Amortized,), {"presets": presets})
+
+
+def test_amortized_passes_the_solver_contract():
+    check_solver(Amortized)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"potential": "icnn", "amortization": "objective", "conj_solver": "adam"},
+        {"amortization": "cycle", "conj_solver": "lbfgs_torch"},
+        {"amortization": "objective", "conj_max_iter": 0},
+    ],
+)
+def test_every_potential_loss_and_conjugate_solver_passes_the_contract(options):
+    check_solver(_variant(**options), kinds=("vector",))
+
+
+def test_icnn_voxel_variant_passes_the_contract():
+    check_solver(_variant(potential="icnn", amortization="cycle"), kinds=("voxel",))
+
+
+def test_amortized_recovers_the_gaussian_map_in_2d():
+    pair = gaussian_pair(2, seed=0)
+    steps = 300
+    torch.manual_seed(0)
+    solver = Amortized(Amortized.make_config({"lr_decay_steps": steps}), VEC2, CPU)
+    batches = pair_batches(pair, 256)
+    start = time.perf_counter()
+    for _ in range(steps):
+        solver.step(batches)
+    seconds = time.perf_counter() - start
+    scores = evaluate_map(pair, solver.transport, n=4096)
+    print(
+        f"amortized gaussian:2 L2-UVP {scores['l2_uvp']:.3f}% cosine {scores['cosine']:.4f} "
+        f"in {seconds:.1f} s"
+    )
+    assert scores["l2_uvp"] < 1.0
+    assert scores["cosine"] > 0.99
+    # The conjugate inverts the learned map (grad f(x_hat(y)) = y), and H has learned to
+    # predict x_hat (regression amortization): its error is a small part of the displacement.
+    y = batches.y(256)
+    x_pred, x_hat = (t.detach() for t in solver.conjugate(y)[:2])
+    assert float((solver.transport(x_hat) - y).norm(dim=1).max()) < 5e-3
+    amortization_error = float((x_pred - x_hat).norm(dim=1).mean())
+    assert amortization_error < 0.05 * float((y - x_hat).norm(dim=1).mean())
+
+
+@pytest.mark.parametrize("kind", ["vector", "voxel"])
+def test_mlp_potential_and_amortizer_start_at_the_identity(kind):
+    info, x, y = tiny_problem(kind)
+    torch.manual_seed(0)
+    solver = Amortized(Amortized.tiny_config(), info, CPU)
+    assert torch.allclose(solver.transport(x), x, atol=1e-6)
+    assert torch.allclose(solver.H(y), y, atol=1e-6)
+    _, x_hat, stats = solver.conjugate(y)
+    assert stats["conj_iters"] == 0.0 and torch.allclose(x_hat, y, atol=1e-6)
+
+
+def test_voxel_map_moves_towards_the_target_on_the_per_voxel_scale():
+    """f sums over voxels, so grad f moves each voxel by O(1), not O(1 / voxel count)."""
+    info, x, y = tiny_problem("voxel", n=64)  # x in [-1, -0.5], y in [-0.5, 0]
+    torch.manual_seed(0)
+    solver = Amortized(Amortized.make_config({**Amortized.presets["tiny"], "lr": 1e-2}), info, CPU)
+    batches = tensor_batches(x, y, 16)
+    for _ in range(20):
+        solver.step(batches)
+    moved = float(solver.transport(x).mean() - x.mean())
+    assert 0.25 * float(y.mean() - x.mean()) < moved < 1.5 * float(y.mean() - x.mean())
+
+
+def test_cosine_schedule_decays_from_lr_to_its_floor():
+    solver = Amortized(Amortized.make_config({"lr": 1e-3, "lr_decay_steps": 100}), VEC2, CPU)
+    assert solver.current_lr() == pytest.approx(1e-3)
+    solver.updates = 50
+    assert solver.current_lr() == pytest.approx(0.5e-3, rel=1e-3)
+    solver.updates = 500
+    assert solver.current_lr() == pytest.approx(1e-7)
+    constant = Amortized(Amortized.Config(), VEC2, CPU)
+    constant.updates = 10**6
+    assert constant.current_lr() == Amortized.Config().lr
+
+
+def test_conjugate_tolerance_is_per_element_rms():
+    pair = gaussian_pair(3, seed=2)
+    config = Amortized.make_config({"conj_gtol": 1e-4, "conj_max_iter": 200})
+    solver = Amortized(config, PairInfo("vector", (3,), (3,)), CPU)
+    batches = pair_batches(pair, 64)
+    for _ in range(5):
+        stats = solver.step(batches)
+    assert stats["conj_grad_rms"] <= 1e-4
+    y = batches.y(32)
+    residual = solver.transport(solver.inverse(y)) - y
+    assert float(residual.norm(dim=1).max()) / math.sqrt(3) <= 1.5e-4
+
+
+def test_bad_options_raise_config_errors():
+    with pytest.raises(ConfigError, match="potential"):
+        Amortized.make_config({"potential": "resnet"})
+    with pytest.raises(ConfigError, match="conj_solver"):
+        Amortized.make_config({"conj_solver": "newton"})
+    with pytest.raises(ConfigError, match="regression needs conj_max_iter"):
+        Amortized.make_config({"conj_max_iter": 0})
+    with pytest.raises(ConfigError, match="equal shapes"):
+        Amortized(Amortized.Config(), PairInfo("vector", (4,), (3,)), CPU)

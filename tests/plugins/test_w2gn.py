@@ -1,0 +1,137 @@
+"""W2GN: conformance, the closed-form Gaussian map recovered, convexity kept, identity start."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from otzoo_plugins.w2gn import W2GN
+
+from otzoo.data.benchmarks import gaussian_pair
+from otzoo.errors import ConfigError
+from otzoo.metrics.uvp import evaluate_map
+from otzoo.nets.icnn import potential_gradient
+from otzoo.solver import PairInfo
+from otzoo.testing import check_solver, tiny_problem
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small nets on a shared 2-core machine run far faster without thread hand-offs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Batches:
+    """Fresh samples on every call (the trainer's Batches, minimal): sample(n, generator)."""
+
+    def __init__(self, sample_x, sample_y, batch_size: int, seed: int = 1):
+        self.sample_x, self.sample_y, self.batch_size = sample_x, sample_y, batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def x(self, n: int | None = None) -> torch.Tensor:
+        return self.sample_x(n or self.batch_size, self.gen)
+
+    def y(self, n: int | None = None) -> torch.Tensor:
+        return self.sample_y(n or self.batch_size, self.gen)
+
+
+def pair_batches(pair, batch_size: int) -> Batches:
+    return Batches(pair.sample_x, pair.sample_y, batch_size)
+
+
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Batches:
+    def pick(data: torch.Tensor):
+        return lambda n, gen: data[torch.randint(len(data), (n,), generator=gen)]
+
+    return Batches(pick(x), pick(y), batch_size)
+
+
+def _hidden_path(net) -> list[torch.Tensor]:
+    inner = net.convex_layers if hasattr(net, "convex_layers") else net.z_layers
+    return [layer.weight for layer in [*inner, net.final_layer]]
+
+
+def test_w2gn_passes_the_solver_contract():
+    check_solver(W2GN)
+
+
+def test_w2gn_recovers_the_gaussian_map_in_2d():
+    pair = gaussian_pair(2, seed=0)
+    torch.manual_seed(0)
+    solver = W2GN(W2GN.Config(), PairInfo("vector", (2,), (2,)), CPU)
+    batches = pair_batches(pair, 128)
+    start = time.perf_counter()
+    for _ in range(300):
+        solver.step(batches)
+    seconds = time.perf_counter() - start
+    scores = evaluate_map(pair, solver.transport, n=4096)
+    print(
+        f"w2gn gaussian:2 L2-UVP {scores['l2_uvp']:.3f}% cosine {scores['cosine']:.4f} "
+        f"in {seconds:.1f} s"
+    )
+    assert scores["l2_uvp"] < 1.0
+    assert scores["cosine"] > 0.99
+
+
+def test_voxel_map_moves_the_source_onto_the_target_intensity():
+    info, x, y = tiny_problem("voxel", n=64)  # x in [-1, -0.5], y in [-0.5, 0]
+    config = W2GN.make_config({**W2GN.presets["tiny"], "pretrain_steps": 30, "lr": 3e-3})
+    torch.manual_seed(0)
+    solver = W2GN(config, info, CPU)
+    batches = tensor_batches(x, y, 16)
+    for _ in range(20):
+        solver.step(batches)
+    gap = float(solver.transport(x).mean() - y.mean())
+    assert abs(gap) < 0.3 * float(y.mean() - x.mean())
+
+
+@pytest.mark.parametrize("kind", ["vector", "voxel"])
+def test_hidden_path_weights_stay_non_negative(kind):
+    info, x, y = tiny_problem(kind)
+    config = W2GN.make_config({**W2GN.presets["tiny"], "lr": 0.05, "pretrain_steps": 0})
+    torch.manual_seed(0)
+    solver = W2GN(config, info, CPU)
+    batches = tensor_batches(x, y, 8)
+    for _ in range(5):
+        solver.step(batches)
+    for net in (solver.D, solver.D_conj):
+        weights = torch.cat([w.flatten() for w in _hidden_path(net)])
+        assert bool((weights >= 0).all())
+        assert bool((weights == 0).any())  # Adam pushed some below zero: the clamp acted
+
+
+def test_first_step_pretrains_both_potentials_to_the_identity_once():
+    pair = gaussian_pair(2, seed=1)
+    config = W2GN.make_config({"lr": 0.0, "pretrain_steps": 300, "pretrain_lr": 3e-3})
+    torch.manual_seed(0)
+    solver = W2GN(config, PairInfo("vector", (2,), (2,)), CPU)
+    batches = pair_batches(pair, 128)
+    first = solver.step(batches)
+    assert "pretrain_D" in first and "pretrain_D_conj" in first
+    x, y = batches.x(512), batches.y(512)
+    assert float((potential_gradient(solver.D, x) - x).pow(2).sum(1).mean()) < 1e-2
+    assert float((potential_gradient(solver.D_conj, y) - y).pow(2).sum(1).mean()) < 1e-2
+    assert "pretrain_D" not in solver.step(batches)
+    clone = W2GN(config, solver.info, CPU)
+    clone.load_state_dict(solver.state_dict())
+    assert clone.updates == 2 and "pretrain_D" not in clone.step(batches)
+
+
+def test_cycle_weight_defaults_to_min_dim_50_and_is_checked():
+    config = W2GN.tiny_config()
+    assert W2GN(config, PairInfo("vector", (4,), (4,)), CPU).lam == 4.0
+    assert W2GN(config, PairInfo("voxel", (3, 8, 8, 8), (3, 8, 8, 8)), CPU).lam == 50.0
+    assert (
+        W2GN(W2GN.make_config({"cycle_lambda": 2.5}), PairInfo("vector", (4,), (4,)), CPU).lam
+        == 2.5
+    )
+    with pytest.raises(ConfigError, match="cycle_lambda"):
+        W2GN.make_config({"cycle_lambda": -1.0})
+    with pytest.raises(ConfigError, match="equal shapes"):
+        W2GN(config, PairInfo("vector", (4,), (3,)), CPU)
