@@ -162,7 +162,7 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
             return str(value)
     except (TypeError, ValueError):
         name = getattr(typ, "__name__", str(typ))
-        raise ConfigError(f"--set {key}={value}: expected a value of type {name}") from None
+        raise ConfigError(f"--set {key}={value!r}: expected a value of type {name}") from None
     return value
 
 

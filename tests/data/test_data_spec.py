@@ -36,15 +36,15 @@ def test_same_digit_says_why() -> None:
 
 def test_registered_kind_is_parsed_and_listed_in_errors() -> None:
     def build(m: re.Match[str], raw: str) -> PairSpec:
-        return PairSpec(raw=raw, kind="noise", source=-1, target=int(m.group(1)))
+        return PairSpec(raw=raw, kind="toy", source=-1, target=int(m.group(1)))
 
-    register_pair_kind(r"noise-([0-9])", build, "noise-D, e.g. noise-5")
+    register_pair_kind(r"toy-([0-9])", build, "toy-D, e.g. toy-5")
     try:
-        assert parse_pair("noise-5") == PairSpec("noise-5", "noise", -1, 5)
-        with pytest.raises(DataError, match="noise-D, e.g. noise-5"):
-            parse_pair("noise-55")
+        assert parse_pair("toy-5") == PairSpec("toy-5", "toy", -1, 5)
+        with pytest.raises(DataError, match="toy-D, e.g. toy-5"):
+            parse_pair("toy-55")
         with pytest.raises(ValueError, match="already registered"):
-            register_pair_kind(r"noise-([0-9])", build, "again")
+            register_pair_kind(r"toy-([0-9])", build, "again")
     finally:
-        PAIR_KINDS[:] = [k for k in PAIR_KINDS if k.pattern.pattern != r"noise-([0-9])"]
+        PAIR_KINDS[:] = [k for k in PAIR_KINDS if k.pattern.pattern != r"toy-([0-9])"]
     assert parse_pair("3-5").kind == "digits"

@@ -1,0 +1,110 @@
+"""OTM: contract, the latent (unequal-shape) path, the gradient-optimality term's known values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from otzoo_plugins.otm import OTM, upsample
+
+from otzoo.config import resolve
+from otzoo.data import DataConfig, load_pair
+from otzoo.errors import ConfigError
+from otzoo.registry import get_solver
+from otzoo.solver import PairInfo
+from otzoo.testing import check_solver
+from otzoo.train import build_solver, train
+
+LATENT = PairInfo(kind="voxel", x_shape=(3, 4, 4, 4), y_shape=(3, 8, 8, 8))
+
+
+class Fixed:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x_all, self.y_all, self.batch_size = x, y, len(x)
+
+    def x(self, n: int | None = None) -> torch.Tensor:
+        return self.x_all[: n or self.batch_size]
+
+    def y(self, n: int | None = None) -> torch.Tensor:
+        return self.y_all[: n or self.batch_size]
+
+
+class HalfSquare(torch.nn.Module):
+    """psi(y) = ||y||^2 / (2D) + w, w = 0: the potential whose best response to x is T(x) = x."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y.flatten(1).square().sum(1) / (2 * y[0].numel()) + self.w
+
+
+def test_contract():
+    check_solver(get_solver("otm"))
+
+
+def test_upsample_is_trilinear_resize():
+    z = torch.full((2, 3, 4, 4, 4), 0.5)
+    assert torch.equal(upsample(z, (8, 8, 8)), torch.full((2, 3, 8, 8, 8), 0.5))
+    assert upsample(z, (4, 4, 4)) is z
+    ramp = torch.arange(2.0).view(1, 1, 2, 1, 1).expand(1, 1, 2, 2, 2)
+    up = upsample(ramp, (4, 2, 2))[0, 0, :, 0, 0]
+    assert torch.allclose(up, torch.tensor([0.0, 0.25, 0.75, 1.0]))
+
+
+def test_latent_source_trains_with_the_go_term():
+    torch.manual_seed(0)
+    cfg = OTM.make_config({**OTM.presets["tiny"], "lam_go": 10.0})
+    solver = OTM(cfg, LATENT, torch.device("cpu"))
+    batches = Fixed(torch.randn(6, 3, 4, 4, 4), torch.rand(6, 3, 8, 8, 8) * 2 - 1)
+    for _ in range(2):
+        losses = solver.step(batches)
+    assert set(losses) == {"loss_t", "loss_psi", "go"}
+    assert all(math.isfinite(v) for v in losses.values())
+    with torch.no_grad():
+        out = solver.transport(batches.x_all)
+    assert out.shape == (6, 3, 8, 8, 8) and torch.isfinite(out).all()
+
+
+def test_go_penalty_known_values():
+    info = PairInfo(kind="vector", x_shape=(3,), y_shape=(3,))
+    solver = OTM(OTM.make_config({"t_residual": True}), info, torch.device("cpu"))
+    x = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, -1.0]])
+    tx = solver.T(x)
+    assert torch.equal(tx, x)  # the residual map starts at the identity
+    solver.psi = HalfSquare()  # grad psi(T(x)) = x / D: the optimality condition holds
+    assert solver._go_penalty(x, tx).item() == pytest.approx(0.0, abs=1e-6)
+    solver.psi = lambda t: t.sum(1) * 0.0  # grad psi = 0: R = ||mean_b x|| / sqrt(D)
+    expected = torch.tensor([2.0, 2.0, 1.0]).norm() / math.sqrt(3)
+    assert solver._go_penalty(x, tx).item() == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_saddle_value_at_the_known_optimum():
+    """T = id, psi = ||y||^2/(2D) with y = x: L = mean ||x||^2/D (inner) - equal psi terms."""
+    info = PairInfo(kind="vector", x_shape=(2,), y_shape=(2,))
+    solver = OTM(OTM.make_config({"t_iters": 1, "lr_t": 0.0}), info, torch.device("cpu"))
+    solver.psi = HalfSquare()
+    solver.optimizers["psi"] = torch.optim.SGD(solver.psi.parameters(), lr=0.0)
+    x = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    losses = solver.step(Fixed(x, x))
+    assert losses["loss_psi"] == pytest.approx((1.0 + 9.0) / 2 / 2)
+    assert losses["loss_t"] == pytest.approx(-(1.0 + 9.0) / 2 / 4)
+
+
+def test_unequal_vector_dims_are_refused():
+    info = PairInfo(kind="vector", x_shape=(2,), y_shape=(4,))
+    with pytest.raises(ConfigError, match="one dimension"):
+        OTM(OTM.Config(), info, torch.device("cpu"))
+
+
+def test_noise_pair_through_the_trainer(tmp_path):
+    run = resolve(get_solver("otm"), "noise-5", "tiny", {"steps": 2, "max_per_digit": 10})
+    result = train(run, tmp_path / "run", show_progress=False)
+    assert result.steps == 2 and (tmp_path / "run" / "metrics.json").is_file()
+    assert "transport_cost" not in result.metrics  # x and T(x) differ in shape
+    data = load_pair("noise-5", DataConfig(grid=8, max_per_digit=10))
+    not_run = resolve(get_solver("not"), "noise-5", "tiny", {"max_per_digit": 10})
+    with pytest.raises(ConfigError, match="one shape"):
+        build_solver(not_run, data, torch.device("cpu"))
