@@ -238,6 +238,207 @@ def render(
     print(f"picture: {path}")
 
 
+bench_app = typer.Typer(help="Benchmarks with known answers.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("w2")
+def bench_w2(
+    solvers: Annotated[str, typer.Option("--solvers", help="Comma-separated ids, e.g. not,otm.")],
+    dims: Annotated[str, typer.Option("--dims", help="Dimensions, e.g. 2,4,8,16,32.")] = "2,4,8",
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="w2bench-mix3tomix10 folder (default: $OTZOO_W2BENCH_DIR)."),
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Outer steps per cell.")] = None,
+    time_budget: Annotated[
+        float | None, typer.Option("--time-budget", help="Training wall minutes per cell (cap).")
+    ] = None,
+    seed: SeedOpt = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default runs/bench_w2_<time>).")
+    ] = None,
+    sets: SetOpt = None,
+    threads: Annotated[
+        int, typer.Option("--threads", help="torch CPU threads (small nets: 1 is fastest).")
+    ] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Train vector solvers on the W2 benchmark pairs; UVP table, report.md, uvp.png."""
+    import os
+    import shlex
+
+    from otzoo.bench import parse_dims, run_w2_bench
+    from otzoo.registry import parse_solver_list
+
+    if weights is None:
+        env = os.environ.get("OTZOO_W2BENCH_DIR", "").strip()
+        if not env:
+            raise ConfigError(
+                "bench w2 needs --weights DIR, the w2bench-mix3tomix10 folder "
+                "(or set OTZOO_W2BENCH_DIR)"
+            )
+        weights = Path(env)
+    if out is None:
+        out = Path("runs") / f"bench_w2_{time.strftime('%Y%m%d-%H%M%S')}"
+    command = "otzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run_w2_bench(
+        parse_solver_list(solvers),
+        parse_dims(dims),
+        weights,
+        out,
+        steps=steps,
+        time_budget_min=time_budget,
+        seed=seed,
+        sets=list(sets or []),
+        command=command,
+        show_progress=not quiet,
+        threads=threads,
+    )
+
+
+def _table_console() -> Any:
+    """A console for wide tables: the terminal's width, or 200 columns when output is piped."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+@app.command()
+def compare(
+    solvers: Annotated[
+        str | None, typer.Option("--solvers", help="Comma-separated ids to train, e.g. not,otm.")
+    ] = None,
+    pair: PairOpt = None,
+    data: DataOpt = None,
+    grid: GridOpt = None,
+    coloring: ColorOpt = None,
+    rotation: RotOpt = None,
+    preset: Annotated[str, typer.Option("--preset", help="tiny | quick | full")] = "quick",
+    steps: Annotated[int | None, typer.Option("--steps", help="Outer steps per solver.")] = None,
+    sets: SetOpt = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed for data split, init and batches (0).")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (default runs/compare_<pair>_<time>)."),
+    ] = None,
+    from_runs: Annotated[
+        list[Path] | None,
+        typer.Option("--from", help="Reuse a finished run folder of `otzoo train` (repeatable)."),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", help="torch CPU threads (small nets on a busy CPU: 1 is fastest)."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Train solvers on the same data and seed and judge them all the same way.
+
+    Writes report.md, metrics.json, metrics.csv, samples.png and tb/<solver> under --out.
+    """
+    from otzoo.compare import CompareRequest
+    from otzoo.compare import compare as run_compare
+    from otzoo.evaluate import metrics_table
+
+    console = _table_console()
+    items = [f"{k}={v}" for k, v in _data_values(data, grid, coloring, rotation).items()]
+    if out is None:
+        name = (pair or "runs").replace(":", "-")
+        out = Path("runs") / f"compare_{name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    req = CompareRequest(
+        out=out,
+        solvers=tuple(s for s in (solvers or "").split(",") if s.strip()),
+        pair=pair,
+        preset=preset,
+        sets=tuple(items + list(sets or [])),
+        steps=steps,
+        seed=seed,
+        device=device,
+        from_runs=tuple(from_runs or []),
+        show_progress=not quiet,
+        threads=threads,
+    )
+    if solvers is not None and not req.solvers:
+        raise ConfigError("--solvers is empty; pass a comma-separated list such as not,otm")
+    result = run_compare(req, log=console.print)
+    console.print(metrics_table(result.rows, f"otzoo compare: pair {result.pair}"))
+    for name, note in result.notes.items():
+        console.print(f"[yellow]{name}: {note}[/yellow]")
+    console.print(f"report: {out / 'report.md'}")
+
+
+@app.command("eval")
+def eval_run(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `otzoo train`.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the metrics to this JSON file.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "cpu",
+) -> None:
+    """Score one finished run with the comparison's metrics and print the table."""
+    from otzoo.evaluate import evaluate_run, json_safe, metrics_table
+    from otzoo.runtime import atomic_write_json
+
+    console = _table_console()
+    run, rows, judge = evaluate_run(run_dir, device=device, log=console.print)
+    console.print(metrics_table(rows, f"otzoo eval {run_dir} ({run.solver}, pair {run.pair})"))
+    if out is not None:
+        payload = {
+            "run": str(run_dir),
+            "solver": run.solver,
+            "pair": run.pair,
+            "metrics": rows[run.solver],
+            "references": {k: v for k, v in rows.items() if k != run.solver},
+            "judge": None if judge is None else {"key": judge.key, "test_accuracy": judge.accuracy},
+        }
+        atomic_write_json(out, json_safe(payload))
+        console.print(f"metrics: {out}")
+
+
+judge_app = typer.Typer(help="The judge classifiers behind the metrics.", no_args_is_help=True)
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.command("info")
+def judge_info() -> None:
+    """List cached judges ($OTZOO_CACHE/judges): key, data settings, test accuracy, date."""
+    from rich.table import Table
+
+    from otzoo.judge import cache_dir, list_judges
+
+    folder = cache_dir()
+    found = list_judges(folder)
+    console = _table_console()
+    if not found:
+        console.print(f"no cached judges in {folder}; `otzoo compare` trains one when needed")
+        return
+    table = Table(title=f"cached judges in {folder}")
+    for col in ("key", "data", "grid", "coloring", "rotation", "per digit", "seed"):
+        table.add_column(col)
+    for col in ("test acc", "train s", "created"):
+        table.add_column(col, justify="right")
+    for info in found:
+        d = info.get("data", {})
+        table.add_row(
+            str(info.get("key")),
+            str(d.get("data")),
+            str(d.get("grid")),
+            str(d.get("coloring")),
+            str(d.get("rotation")),
+            str(d.get("max_per_digit") or "all"),
+            str(info.get("data_seed")),
+            f"{float(info.get('test_accuracy', float('nan'))):.4f}",
+            str(info.get("train_seconds")),
+            str(info.get("created")),
+        )
+    console.print(table)
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:

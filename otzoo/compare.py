@@ -1,0 +1,375 @@
+"""The comparison harness: every solver trained on the same data with the same seed, judged by
+the same metrics, reported side by side (report.md, metrics.json/.csv, samples.png, tb/).
+
+Everything a user can get wrong (unknown solver, unknown --set key, runs of different data,
+an output folder that already holds runs) is refused in `plan` before anything is trained or
+written. Training and evaluation run with torch's deterministic algorithms, so the same seed on
+the same machine gives the same metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from otzoo.config import RunConfig, config_fields, parse_overrides, resolve
+from otzoo.data import PairData, load_pair, parse_pair
+from otzoo.errors import CheckpointError, ConfigError, DivergenceError
+from otzoo.evaluate import (
+    NAN,
+    deterministic,
+    evaluate_solver,
+    json_safe,
+    markdown_table,
+    metrics_csv,
+    recorded_train_seconds,
+    reference_rows,
+    wants_judge,
+)
+from otzoo.judge import Judge, JudgeConfig, get_judge
+from otzoo.registry import get_solver, parse_solver_list
+from otzoo.runtime import atomic_write_bytes, atomic_write_json, check_writable, resolve_device
+from otzoo.solver import Solver
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """What `otzoo compare` was asked; `sets` are raw "key=value" items (data options included)."""
+
+    out: Path
+    solvers: tuple[str, ...] = ()
+    pair: str | None = None
+    preset: str = "quick"
+    sets: tuple[str, ...] = ()
+    steps: int | None = None
+    seed: int | None = None
+    device: str | None = None
+    from_runs: tuple[Path, ...] = ()
+    judge: JudgeConfig = JudgeConfig()
+    show_progress: bool = True
+    n_pictures: int = 5
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "from_runs", tuple(Path(p) for p in self.from_runs))
+
+
+@dataclass
+class Entry:
+    """One row of the comparison: a solver to train here, or a finished run to reuse."""
+
+    name: str
+    run: RunConfig
+    run_dir: Path
+    reused: bool
+    solver: Solver | None = None
+    train_seconds: float = NAN
+    note: str = ""
+
+
+@dataclass
+class CompareResult:
+    """What a comparison produced (also written to its output folder)."""
+
+    out: Path
+    rows: dict[str, dict[str, float]]  # solver rows, then the reference rows
+    solver_names: list[str]
+    judge: Judge | None
+    pair: str
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def route_overrides(items: list[str], ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Send each --set item to the solvers whose configs know its key; typed per solver.
+
+    A key only some listed solvers have is fine; a key none has is an error naming them.
+    """
+    routed: dict[str, list[str]] = {sid: [] for sid in ids}
+    for item in items:
+        key = item.partition("=")[0].strip()
+        owners = [sid for sid in ids if key in config_fields(get_solver(sid))]
+        if not owners and key:
+            raise ConfigError(
+                f"--set {key}: no listed solver ({', '.join(ids)}) has this key; "
+                "see `otzoo solvers --keys ID` for the keys of each"
+            )
+        for sid in owners or ids:  # an empty key is rejected by parse_overrides below
+            routed[sid].append(item)
+    return {sid: parse_overrides(routed[sid], get_solver(sid)) for sid in ids}
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The RunConfig of a run folder written by `otzoo train` (config.json), checked."""
+    cfg_path = Path(run_dir) / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(
+            f"{run_dir}: not a run folder (no config.json); pass --from the --out folder of a run"
+        )
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(
+            f"{cfg_path}: unreadable ({type(err).__name__}); the run folder is damaged"
+        ) from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{cfg_path}: not a run config (a JSON object); the run folder is damaged"
+        )
+    return RunConfig.from_dict(raw, get_solver(str(raw.get("solver", "?"))))
+
+
+def _check_same(entry: Entry, pair: str, data: Any, seed: int) -> None:
+    r = entry.run
+    have_pair, want_pair = parse_pair(r.pair), parse_pair(pair)
+    checks = (
+        ("pair", (have_pair.kind, have_pair.raw) == (want_pair.kind, want_pair.raw), r.pair, pair),
+        ("data settings", r.data == data, _short(r.data), _short(data)),
+        ("seed", r.seed == seed, r.seed, seed),
+    )
+    for what, same, have, want in checks:
+        if not same:
+            raise ConfigError(
+                f"{entry.name}: {what} ({have}) differs from this comparison's ({want}); "
+                "compare runs of one pair, data and seed (match them with --pair/--set/--seed)"
+            )
+
+
+def _short(cfg: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items())
+
+
+def plan(req: CompareRequest) -> tuple[list[Entry], str, int]:
+    """Resolve every run and check it all before anything is trained or written."""
+    ids = parse_solver_list(",".join(req.solvers)) if req.solvers else []
+    if not ids and not req.from_runs:
+        raise ConfigError("compare needs --solvers ID,ID (e.g. not,not-weak) or --from RUN_DIR")
+    reused = [(Path(d), read_run_config(Path(d))) for d in req.from_runs]
+    pair = req.pair or (reused[0][1].pair if reused else None)
+    if pair is None:
+        raise ConfigError("compare needs --pair SPEC (e.g. --pair 3-5) to train solvers")
+    parse_pair(pair)
+    seed = req.seed if req.seed is not None else (reused[0][1].seed if reused else 0)
+    if req.sets and not ids:
+        raise ConfigError("--set applies to solvers trained here; add --solvers or drop --set")
+    items = list(req.sets)
+    if req.steps is not None:
+        items.append(f"steps={req.steps}")
+    if req.device is not None:
+        items.append(f"device={req.device}")
+    overrides = route_overrides(items, ids) if ids else {}
+    entries = [
+        Entry(
+            sid,
+            resolve(get_solver(sid), pair, req.preset, overrides[sid], seed),
+            req.out / "runs" / sid,
+            False,
+        )
+        for sid in ids
+    ]
+    for run_dir, run in reused:
+        taken = {e.name for e in entries}
+        where = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(run_dir)).strip("_.")
+        name = run.solver if run.solver not in taken else f"{run.solver}@{where}"
+        if name in taken:
+            raise ConfigError(f"--from {run_dir}: given twice; list each run once")
+        device = req.device or "auto"
+        entries.append(
+            Entry(name, replace(run, train=replace(run.train, device=device)), run_dir, True)
+        )
+    data_cfg = entries[0].run.data
+    for e in entries:
+        _check_same(e, pair, data_cfg, seed)
+        resolve_device(e.run.train.device)
+        if not e.reused and (e.run_dir / "config.json").exists():
+            raise ConfigError(
+                f"{e.run_dir}: already holds a run; choose another --out, "
+                f"or reuse it with --from {e.run_dir}"
+            )
+    return entries, pair, seed
+
+
+def _train_or_load(entry: Entry, data: PairData, req: CompareRequest, log: Log) -> None:
+    from otzoo.train import load_run, train
+
+    if entry.reused:
+        _, entry.solver, _ = load_run(entry.run_dir, device=entry.run.train.device)
+        entry.train_seconds = recorded_train_seconds(entry.run_dir)
+        return
+    tb = req.out / "tb" / entry.name
+    try:
+        result = train(entry.run, entry.run_dir, False, req.show_progress, tb, data)
+    except DivergenceError as err:
+        entry.note = f"diverged: {err}"
+        log(f"{entry.name}: {entry.note}")
+        return
+    if "interrupted" in result.metrics:
+        raise KeyboardInterrupt
+    entry.solver, entry.train_seconds = result.solver, float(result.metrics["train_seconds"])
+
+
+def _hparams(run: RunConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {"solver": run.solver, "pair": run.pair, "preset": run.preset}
+    flat["seed"] = run.seed
+    for section in ("data", "train", "solver_config"):
+        for k, v in run.to_dict()[section].items():
+            flat[f"{section}.{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return flat
+
+
+def log_tensorboard(tb_dir: Path, run: RunConfig, metrics: dict[str, float]) -> None:
+    """Hparams (the resolved config) and final metrics (scalars under metrics/), so
+    `tensorboard --logdir DIR/tb` lines the solvers up in its HPARAMS and SCALARS tabs."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    finite = {f"metrics/{k}": float(v) for k, v in metrics.items() if math.isfinite(v)}
+    step = run.train.steps
+    with SummaryWriter(str(tb_dir)) as writer:
+        for summary in hparams(_hparams(run), finite):
+            writer.file_writer.add_summary(summary, step)
+        for k, v in finite.items():
+            writer.add_scalar(k, v, step)
+
+
+def compare(req: CompareRequest, log: Log = print) -> CompareResult:
+    """Train (or reuse) each solver, evaluate all the same way, write the report files."""
+    if req.threads is not None and req.threads < 1:
+        raise ConfigError(f"--threads {req.threads}: use a positive number of CPU threads")
+    before = torch.get_num_threads()
+    if req.threads:
+        torch.set_num_threads(req.threads)
+    try:
+        return _compare(req, log)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _compare(req: CompareRequest, log: Log) -> CompareResult:
+    entries, pair, seed = plan(req)
+    check_writable(req.out)
+    data = load_pair(pair, entries[0].run.data, seed=seed)
+    device = resolve_device(entries[0].run.train.device)
+    judge = None
+    if wants_judge(data):
+        judge = get_judge(entries[0].run.data, seed, req.judge, device, log)
+        log(f"judge {judge.key}: test accuracy {judge.accuracy:.4f}")
+    rows: dict[str, dict[str, float]] = {}
+    notes: dict[str, str] = {}
+    with deterministic():
+        for e in entries:
+            _train_or_load(e, data, req, log)
+        refs = reference_rows(data, judge, seed=seed)
+        for e in entries:
+            if e.solver is not None:
+                m = evaluate_solver(e.solver, data, judge, seed)
+            else:
+                stochastic = "stochastic" in get_solver(e.run.solver).tags
+                keys = list(refs["identity"]) + (["diversity"] if stochastic else [])
+                m = {k: NAN for k in keys}
+            rows[e.name] = {**m, "train_seconds": e.train_seconds}
+            if e.note:
+                notes[e.name] = e.note
+            log_tensorboard(req.out / "tb" / e.name, e.run, rows[e.name])
+    result = CompareResult(req.out, {**rows, **refs}, [e.name for e in entries], judge, pair, notes)
+    write_outputs(result, entries, data, req, pair, seed)
+    return result
+
+
+def sample_rows(
+    entries: list[Entry], data: PairData, n: int, seed: int
+) -> tuple[list[torch.Tensor], list[str]]:
+    """The same n random test inputs, then each solver's outputs for them (seeded noise)."""
+    from otzoo.train import map_in_batches
+
+    idx = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[:n]
+    x = data.x_test[idx]
+    rows, labels = [x], ["input"]
+    for e in entries:
+        if e.solver is None:
+            continue
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            rows.append(map_in_batches(e.solver, x.to(e.solver.device)).cpu().clamp(-1, 1))
+        labels.append(e.name)
+    return rows, labels
+
+
+def write_outputs(
+    result: CompareResult,
+    entries: list[Entry],
+    data: PairData,
+    req: CompareRequest,
+    pair: str,
+    seed: int,
+) -> None:
+    """metrics.json, metrics.csv, samples.png (voxel data) and report.md in req.out."""
+    out = req.out
+    solver_rows = {k: result.rows[k] for k in result.solver_names}
+    atomic_write_json(out / "metrics.json", json_safe(solver_rows))
+    csv_text = metrics_csv(result.rows, set(solver_rows))
+    atomic_write_bytes(out / "metrics.csv", csv_text.encode())
+    picture = ""
+    if data.kind == "voxel":
+        from otzoo.viz import save_grid_png
+
+        rows, labels = sample_rows(entries, data, req.n_pictures, seed)
+        save_grid_png(rows, out / "samples.png", labels, title=f"pair {pair}: inputs and maps")
+        picture = "![inputs (first row) and each solver's maps](samples.png)\n"
+    text = render_report(result, entries, pair, seed, picture)
+    atomic_write_bytes(out / "report.md", text.encode())
+
+
+def render_report(
+    result: CompareResult,
+    entries: list[Entry],
+    pair: str,
+    seed: int,
+    picture: str,
+) -> str:
+    """report.md: the table, what the references mean, the settings, the judge, the picture."""
+    data_cfg = entries[0].run.data
+    parts = [
+        f"# otzoo compare: pair {pair}\n",
+        f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}.\n",
+        "## Metrics\n",
+        markdown_table(result.rows),
+        "`-`: metric does not apply to this map or data; `nan`: the map's outputs were not finite.\n",
+        "`identity` and `real target` are references: the identity map, and the real target test "
+        "samples taken as outputs (so their `fid` and `w2_to_target` are 0 by construction). "
+        "`fid_floor` is the Frechet distance between two random halves of the real target test "
+        "set: the sampling noise of `fid`, measured at half the sample size (so a little "
+        "pessimistic); a `fid` near it is as good as this test set can tell.\n",
+    ]
+    for name, note in result.notes.items():
+        parts.append(f"- **{name}**: {note}\n")
+    parts += ["## Settings\n", f"- seed: {seed}; torch CPU threads: {torch.get_num_threads()}"]
+    parts.append(f"- data: {json.dumps(dataclasses.asdict(data_cfg))}")
+    for e in entries:
+        how = f"reused from `{e.run_dir}`" if e.reused else f"trained into `{e.run_dir}`"
+        parts.append(
+            f"- {e.name}: {how}, preset {e.run.preset}, {e.run.train.steps} steps, "
+            f"config `{json.dumps(dataclasses.asdict(e.run.solver_config))}`"
+        )
+    j = result.judge
+    if j is not None:
+        parts.append(
+            f"- judge: key `{j.key}`, test accuracy {j.accuracy:.4f} on {j.info['n_test']} test "
+            f"digits (trained on {j.info['n_train']} train digits, "
+            f"{j.info.get('steps', '?')} Adam steps, {j.info.get('train_seconds', '?')} s)"
+        )
+    else:
+        parts.append("- judge: none (no target digit or not voxel data)")
+    parts += ["", "## Samples\n", picture or "(no picture: not voxel data)\n"]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,309 @@
+"""One evaluation for every solver (DESIGN §5): the same metrics, the same test samples.
+
+`evaluate` takes any transport callable (x -> T(x)), so a trained solver, the identity map and
+a baseline are scored by the same code. A metric that does not apply to the data is left out
+(never faked), and a map whose outputs hold NaN or Inf gets NaN for every metric of its outputs
+instead of crashing the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from otzoo.data import PairData
+from otzoo.judge import Judge, JudgeConfig, get_judge
+from otzoo.metrics import (
+    batched_apply,
+    color_preservation,
+    diversity,
+    frechet_distance,
+    transport_cost,
+    w2_to_target,
+)
+
+if TYPE_CHECKING:
+    from otzoo.config import RunConfig
+    from otzoo.solver import Solver
+
+# Table order; `train_seconds` is added by the harness.
+METRIC_NAMES = (
+    "transport_cost",
+    "color_preservation",
+    "target_accuracy",
+    "fid",
+    "fid_floor",
+    "w2_to_target",
+    "diversity",
+    "mse_to_clean",
+)
+NAN = float("nan")
+
+Transport = Callable[[torch.Tensor], torch.Tensor]
+Log = Callable[[str], None]
+
+
+def target_digit(data: PairData) -> int | None:
+    """The digit the map should produce, when the pair has one."""
+    target = getattr(data.spec, "target", None)
+    return target if isinstance(target, int) and not isinstance(target, bool) else None
+
+
+def wants_judge(data: PairData) -> bool:
+    """Judge metrics (target accuracy, fid) need voxel data with a target digit."""
+    return data.kind == "voxel" and target_digit(data) is not None and len(data.y_shape) == 4
+
+
+def judge_applies(data: PairData, judge: Judge | None) -> bool:
+    """... and a judge trained on samples of the same channel count."""
+    return (
+        judge is not None
+        and wants_judge(data)
+        and int(data.y_shape[0]) == int(judge.info["in_channels"])
+    )
+
+
+def fid_floor(data: PairData, judge: Judge, max_samples: int = 1000, seed: int = 0) -> float:
+    """Frechet distance between two random halves of the real target test set: the noise floor
+    of `fid` at this sample size (a map cannot be expected to score below it)."""
+    y = data.y_test[:max_samples]
+    if len(y) < 4:
+        return NAN
+    feats = judge.features(y)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    half = len(y) // 2
+    return frechet_distance(feats[perm[:half]], feats[perm[half : 2 * half]])
+
+
+def score_outputs(
+    x: torch.Tensor,
+    tx: torch.Tensor,
+    data: PairData,
+    judge: Judge | None = None,
+    max_samples: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Metrics of outputs `tx` for inputs `x` (the first len(x) test inputs of `data`)."""
+    n = len(x)
+    tx = tx.detach().cpu().float()
+    finite = bool(torch.isfinite(tx).all())
+    out: dict[str, float] = {}
+    if tuple(data.x_shape) == tuple(data.y_shape) and tx.shape == x.shape:
+        out["transport_cost"] = transport_cost(x.cpu(), tx) if finite else NAN
+    colors = data.labels.get("x_test_color")
+    pal = data.palette
+    if (
+        colors is not None
+        and pal is not None
+        and tx.dim() == 5
+        and tx.shape[1] == pal.shape[1]
+        and len(colors) >= n
+    ):
+        out["color_preservation"] = color_preservation(tx, colors[:n], pal) if finite else NAN
+    if judge is not None and judge_applies(data, judge):
+        y = data.y_test[:max_samples]
+        if finite:
+            pred = judge.predict(tx)
+            out["target_accuracy"] = float((pred == target_digit(data)).double().mean())
+            out["fid"] = frechet_distance(judge.features(tx), judge.features(y))
+        else:
+            out["target_accuracy"] = out["fid"] = NAN
+        out["fid_floor"] = fid_floor(data, judge, max_samples, seed)
+    if tx.shape[1:] == data.y_test.shape[1:]:
+        out["w2_to_target"] = w2_to_target(tx, data.y_test, max_samples) if finite else NAN
+    clean = data.extras.get("x_test_clean")
+    if clean is not None and clean.shape[1:] == tx.shape[1:] and len(clean) >= n:
+        # the same formula as transport cost: mean over samples of ||clean - T(x)||^2 / D
+        out["mse_to_clean"] = transport_cost(clean[:n].cpu().float(), tx) if finite else NAN
+    return out
+
+
+def _diversity(
+    transport: Transport, x: torch.Tensor, draws: int, batch_size: int, device: Any
+) -> float:
+    """Mean per-x variance of T(x, z) over `draws` noise draws per input."""
+    xr = x.repeat_interleave(draws, dim=0)
+    outs = batched_apply(transport, xr, batch_size, device).detach().cpu()
+    if not bool(torch.isfinite(outs).all()):
+        return NAN
+    return diversity(outs.view(len(x), draws, *outs.shape[1:]))
+
+
+def evaluate(
+    transport: Transport,
+    data: PairData,
+    judge: Judge | None = None,
+    *,
+    stochastic: bool = False,
+    max_samples: int = 1000,
+    diversity_inputs: int = 64,
+    diversity_draws: int = 8,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Score a transport map on the first `max_samples` test inputs of `data`.
+
+    `stochastic` maps draw their own noise on every call; they also get `diversity`. All noise
+    comes from torch's global RNG seeded with `seed` inside a forked RNG state, so the same
+    map and seed give the same numbers and the caller's RNG is untouched.
+    """
+    x = data.x_test[:max_samples]
+    cuda = (
+        [torch.device(device).index or 0] if device and torch.device(device).type == "cuda" else []
+    )
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        tx = batched_apply(transport, x, batch_size, device)
+        metrics = score_outputs(x, tx, data, judge, max_samples, seed)
+        if stochastic:
+            n = min(diversity_inputs, len(x))
+            metrics["diversity"] = _diversity(transport, x[:n], diversity_draws, batch_size, device)
+    return {k: metrics[k] for k in METRIC_NAMES if k in metrics}
+
+
+def reference_rows(
+    data: PairData, judge: Judge | None = None, max_samples: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Context for a table: the identity map, and real target test samples as the "outputs"
+    (paired with the test inputs in order, so its cost is that of an arbitrary pairing)."""
+    rows = {"identity": evaluate(lambda x: x, data, judge, max_samples=max_samples, seed=seed)}
+    n = min(len(data.x_test), len(data.y_test), max_samples)
+    if tuple(data.y_test.shape[1:]) == tuple(data.y_shape):
+        real = score_outputs(data.x_test[:n], data.y_test[:n], data, judge, max_samples, seed)
+        rows["real target"] = {k: real[k] for k in METRIC_NAMES if k in real}
+    return rows
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """torch deterministic algorithms (warn-only where none exists), restored afterwards."""
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2:]
+
+
+def recorded_train_seconds(run_dir: Path) -> float:
+    """Training seconds from a run's metrics.json; NaN when it is absent or unreadable."""
+    try:
+        value = json.loads((run_dir / "metrics.json").read_text()).get("train_seconds")
+        return float(value) if value is not None else NAN
+    except (OSError, ValueError, AttributeError, TypeError):
+        return NAN
+
+
+def evaluate_solver(
+    solver: Solver, data: PairData, judge: Judge | None, seed: int = 0
+) -> dict[str, float]:
+    """The standard metrics of a trained solver (eval mode, no gradients, seeded noise)."""
+    solver.train_mode(False)
+    try:
+        return evaluate(
+            solver.transport,
+            data,
+            judge,
+            stochastic="stochastic" in solver.tags,
+            device=solver.device,
+            seed=seed,
+        )
+    finally:
+        solver.train_mode(True)
+
+
+def evaluate_run(
+    run_dir: Path, device: str = "cpu", judge_cfg: JudgeConfig = JudgeConfig(), log: Log = print
+) -> tuple[RunConfig, dict[str, dict[str, float]], Judge | None]:
+    """Score one run folder of `otzoo train` with the comparison's metrics.
+
+    Returns its config, the rows (the run under its solver id, then the references) and the
+    judge used.
+    """
+    from otzoo.train import load_run
+
+    run, solver, data = load_run(Path(run_dir), device=device)
+    judge = None
+    if wants_judge(data):
+        judge = get_judge(run.data, run.seed, judge_cfg, solver.device, log)
+    with deterministic():
+        row = evaluate_solver(solver, data, judge, run.seed)
+        refs = reference_rows(data, judge, seed=run.seed)
+    row["train_seconds"] = recorded_train_seconds(Path(run_dir))
+    return run, {run.solver: row, **refs}, judge
+
+
+def format_value(value: float | None) -> str:
+    """Four significant digits; NaN shows as 'nan', a missing metric as '-'."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return f"{value:.4g}"
+
+
+def table_columns(rows: dict[str, dict[str, float]]) -> list[str]:
+    """Metric columns any row has, in the standard order (train_seconds last)."""
+    present = {k for r in rows.values() for k in r}
+    return [k for k in (*METRIC_NAMES, "train_seconds") if k in present]
+
+
+def metrics_table(rows: dict[str, dict[str, float]], title: str) -> Any:
+    """A rich table: one row per map, one column per metric that any row has."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("map")
+    cols = table_columns(rows)
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, r in rows.items():
+        table.add_row(name, *(format_value(r.get(c)) for c in cols))
+    return table
+
+
+def markdown_table(rows: dict[str, dict[str, float]]) -> str:
+    """The same table as `metrics_table`, in Markdown (for report.md)."""
+    cols = table_columns(rows)
+    lines = ["| map | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(format_value(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def metrics_csv(rows: dict[str, dict[str, float]], solvers: set[str]) -> str:
+    """CSV with full precision: map, kind (solver | reference), one column per metric;
+    an empty cell is a metric that does not apply, `nan` one that was not finite."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    cols = table_columns(rows)
+    writer.writerow(["map", "kind", *cols])
+    for name, r in rows.items():
+        kind = "solver" if name in solvers else "reference"
+        writer.writerow([name, kind, *("" if r.get(c) is None else repr(r[c]) for c in cols)])
+    return buf.getvalue()
+
+
+def json_safe(rows: Any) -> Any:
+    """NaN/Inf -> None, so the JSON is strict (a null metric was computed and was not finite)."""
+    if isinstance(rows, dict):
+        return {k: json_safe(v) for k, v in rows.items()}
+    if isinstance(rows, float) and not math.isfinite(rows):
+        return None
+    return rows

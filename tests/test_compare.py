@@ -1,0 +1,182 @@
+"""The comparison harness: one CLI run end to end, determinism, --from reuse, --set routing,
+and errors refused before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from otzoo.compare import CompareRequest, compare, plan, route_overrides
+from otzoo.errors import CheckpointError, ConfigError
+from otzoo.evaluate import METRIC_NAMES
+from otzoo.judge import JudgeConfig
+from tests.conftest import run_cli
+
+TINY_JUDGE = JudgeConfig(epochs=1, min_steps=20, batch_size=16, base=4, feature_dim=16)
+DETERMINISTIC_KEYS = set(METRIC_NAMES) - {"diversity", "mse_to_clean"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets run fastest on one thread (and the shared test machine is oversubscribed)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")  # for the CLI subprocesses
+        yield
+    torch.set_num_threads(before)
+
+
+def quiet(_msg: str) -> None:
+    pass
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTZOO_CACHE", str(tmp_path / "cache"))
+
+
+def tiny_request(out, **kw) -> CompareRequest:
+    base = dict(
+        out=out,
+        solvers=("not", "not-weak"),
+        pair="3-5",
+        preset="tiny",
+        steps=2,
+        judge=TINY_JUDGE,
+        show_progress=False,
+        device="cpu",
+    )
+    return CompareRequest(**{**base, **kw})
+
+
+def test_cli_compare_writes_everything(tmp_path):
+    out = tmp_path / "cmp"
+    res = run_cli(
+        "compare", "--solvers", "not,not-weak", "--pair", "3-5", "--preset", "tiny",
+        "--steps", "3", "--threads", "1", "--quiet", "--out", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    for f in ("report.md", "metrics.json", "metrics.csv", "samples.png"):
+        assert (out / f).is_file(), f
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"not", "not-weak"}
+    assert set(metrics["not"]) == DETERMINISTIC_KEYS | {"train_seconds"}
+    assert set(metrics["not-weak"]) == set(metrics["not"]) | {"diversity"}
+    assert all(isinstance(v, float) for m in metrics.values() for v in m.values())
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [r["map"] for r in rows] == ["not", "not-weak", "identity", "real target"]
+    assert float(rows[2]["transport_cost"]) == 0.0 and float(rows[2]["color_preservation"]) == 1
+    report = (out / "report.md").read_text()
+    assert "| not-weak |" in report and "samples.png" in report and "test accuracy" in report
+    assert "identity" in res.stdout and "real target" in res.stdout
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for sid in ("not", "not-weak"):
+        acc = EventAccumulator(str(out / "tb" / sid))
+        acc.Reload()
+        scalars = acc.Tags()["scalars"]
+        assert "metrics/fid" in scalars and "metrics/target_accuracy" in scalars
+        assert any(t.startswith("loss/") for t in scalars)  # the training curves, same folder
+        assert "_hparams_/session_start_info" in acc.summary_metadata
+
+    # `otzoo eval` on one of the runs scores it exactly as the comparison did
+    res = run_cli("eval", str(out / "runs" / "not"), "--out", str(tmp_path / "e.json"))
+    assert res.returncode == 0, res.stderr
+    evaluated = json.loads((tmp_path / "e.json").read_text())["metrics"]
+    assert evaluated == pytest.approx(metrics["not"])
+
+
+def test_unknown_solver_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "cmp"
+    res = run_cli("compare", "--solvers", "not,nott", "--pair", "3-5", "--out", str(out))
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in res.stderr
+    assert "unknown solver 'nott'" in err and "not-weak" in err
+    assert not out.exists()
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    a = compare(tiny_request(tmp_path / "a"), log=quiet)
+    b = compare(tiny_request(tmp_path / "b"), log=quiet)
+    ja = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    jb = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    for sid in ("not", "not-weak"):
+        ja[sid].pop("train_seconds"), jb[sid].pop("train_seconds")
+    assert ja == jb
+    assert a.rows["identity"] == b.rows["identity"]
+    c = compare(tiny_request(tmp_path / "c", seed=1, solvers=("not",)), log=quiet)
+    assert c.rows["not"]["fid"] != a.rows["not"]["fid"]
+
+    # --from reuses finished runs: same numbers, their recorded training time, nothing retrained
+    runs = (tmp_path / "a/runs/not", tmp_path / "b/runs/not")
+    d = compare(tiny_request(tmp_path / "d", solvers=(), from_runs=runs), log=quiet)
+    assert d.solver_names[0] == "not" and d.solver_names[1].startswith("not@")
+    assert d.rows["not"] == pytest.approx(a.rows["not"])
+    assert d.rows[d.solver_names[1]] == pytest.approx(b.rows["not"])
+    assert not (tmp_path / "d" / "runs").exists() and (tmp_path / "d" / "report.md").is_file()
+
+
+def test_refuses_before_writing(tmp_path):
+    out = tmp_path / "cmp"
+    with pytest.raises(ConfigError, match="no listed solver"):
+        plan(tiny_request(out, sets=("bogus_key=1",)))
+    with pytest.raises(ConfigError, match="needs --solvers"):
+        plan(tiny_request(out, solvers=()))
+    with pytest.raises(CheckpointError, match="not a run folder"):
+        plan(tiny_request(out, from_runs=(tmp_path,)))
+    assert not out.exists()
+    # an output folder that already holds a run is refused before any training
+    (out / "runs" / "not").mkdir(parents=True)
+    (out / "runs" / "not" / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        plan(tiny_request(out))
+
+
+def test_from_run_of_other_data_is_refused(tmp_path):
+    compare(tiny_request(tmp_path / "a", solvers=("not",)), log=quiet)
+    run = (tmp_path / "a" / "runs" / "not",)
+    with pytest.raises(ConfigError, match="pair"):
+        plan(tiny_request(tmp_path / "b", pair="3-6", from_runs=run))
+    with pytest.raises(ConfigError, match="data settings"):
+        plan(tiny_request(tmp_path / "b", sets=("grid=9",), from_runs=run))
+    with pytest.raises(ConfigError, match="seed"):
+        plan(tiny_request(tmp_path / "b", seed=2, from_runs=run))
+
+
+def test_set_keys_route_to_the_solvers_that_know_them():
+    routed = route_overrides(["gamma=0.5", "t_iters=3", "grid=9"], ["not", "not-weak"])
+    assert "gamma" not in routed["not"] and routed["not-weak"]["gamma"] == 0.5
+    assert routed["not"]["t_iters"] == routed["not-weak"]["t_iters"] == 3
+    assert routed["not"]["grid"] == 9
+    with pytest.raises(ConfigError, match="type int"):
+        route_overrides(["t_iters=three"], ["not", "not-weak"])
+    entries, _, _ = plan(tiny_request("unused", sets=("gamma=0.25",)))
+    by_name = {e.name: e for e in entries}
+    assert by_name["not-weak"].run.solver_config.gamma == 0.25
+    assert not hasattr(by_name["not"].run.solver_config, "gamma")
+
+
+def test_diverged_solver_is_a_nan_row_not_a_crash(tmp_path, monkeypatch):
+    from otzoo.registry import get_solver
+
+    cls = get_solver("not")
+    real_step = cls.step
+
+    def step(self, batches):  # `not` diverges at once; `not-weak` (a subclass) trains normally
+        return {"loss_t": math.nan} if self.id == "not" else real_step(self, batches)
+
+    monkeypatch.setattr(cls, "step", step)
+    res = compare(tiny_request(tmp_path / "x"), log=quiet)
+    assert "diverged at step 1" in res.notes["not"]
+    assert all(math.isnan(v) for v in res.rows["not"].values())
+    assert set(res.rows["not"]) == DETERMINISTIC_KEYS | {"train_seconds"}
+    assert math.isfinite(res.rows["not-weak"]["fid"])  # the other solver is still scored
+    assert json.loads((tmp_path / "x" / "metrics.json").read_text())["not"]["fid"] is None
+    assert "diverged" in (tmp_path / "x" / "report.md").read_text()

@@ -1,0 +1,129 @@
+"""The judge classifier: trained once per data setting on the train split, cached, reloaded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import otzoo.judge as judge_mod
+from otzoo.data import DataConfig, load_digit_set
+from otzoo.judge import JudgeConfig, cache_dir, get_judge, judge_key, list_judges
+from tests.conftest import run_cli
+
+DATA = DataConfig(grid=8, max_per_digit=20)
+TINY_JUDGE = JudgeConfig(epochs=1, min_steps=20, batch_size=16, base=4, feature_dim=16)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets run fastest on one thread (and the shared test machine is oversubscribed)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")  # for the CLI subprocesses
+        yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTZOO_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "judges"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny judge trained into an empty cache, with a count of trainings."""
+    root = tmp_path_factory.mktemp("judge_cache")
+    calls: list[int] = []
+    real_train = judge_mod.train_judge
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OTZOO_CACHE", str(root))
+        mp.setattr(judge_mod, "train_judge", counting)
+        judge = get_judge(DATA, 0, TINY_JUDGE)
+        yield {"judge": judge, "calls": calls, "cache": root / "judges"}
+
+
+def test_cache_dir_follows_env(cache):
+    assert cache_dir() == cache
+
+
+def test_key_depends_on_every_setting():
+    base = judge_key(DATA, 0, TINY_JUDGE)
+    assert base == judge_key(DataConfig(grid=8, max_per_digit=20), 0, TINY_JUDGE)
+    others = {
+        judge_key(DataConfig(grid=8, max_per_digit=20, coloring="hue"), 0, TINY_JUDGE),
+        judge_key(DataConfig(grid=8, max_per_digit=20, rotation="z"), 0, TINY_JUDGE),
+        judge_key(DataConfig(grid=9, max_per_digit=20), 0, TINY_JUDGE),
+        judge_key(DATA, 1, TINY_JUDGE),
+        judge_key(DATA, 0, JudgeConfig(epochs=2, min_steps=20, batch_size=16, base=4)),
+    }
+    assert base not in others and len(others) == 5
+
+
+def test_trains_once_then_loads_from_cache(trained):
+    first, calls, cache = trained["judge"], trained["calls"], trained["cache"]
+    key = judge_key(DATA, 0, TINY_JUDGE)
+    weights, meta = cache / f"{key}.pt", cache / f"{key}.json"
+    assert weights.is_file() and meta.is_file() and len(calls) == 1
+    mtime = weights.stat().st_mtime_ns
+
+    second = get_judge(DATA, 0, TINY_JUDGE)
+    assert len(calls) == 1 and weights.stat().st_mtime_ns == mtime
+    assert second.key == first.key == key and second.accuracy == first.accuracy
+    # a plain state_dict: loadable with weights_only=True, and identical predictions
+    state = torch.load(weights, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    x = load_digit_set(DATA, 0).volumes[:12]
+    assert torch.equal(first.predict(x), second.predict(x))
+    assert torch.allclose(first.features(x), second.features(x), atol=1e-6)
+
+    info = json.loads(meta.read_text())
+    assert info["key"] == key and info["data"]["grid"] == 8 and 0.0 <= info["test_accuracy"] <= 1
+
+
+def test_trains_on_train_split_only_and_measures_on_test(trained):
+    ds = load_digit_set(DATA, 0)
+    j = trained["judge"]
+    assert j.info["n_train"] == int((~ds.is_test).sum()) == 160
+    assert j.info["n_test"] == int(ds.is_test.sum()) == 40
+    x_test, y_test = ds.volumes[ds.is_test], ds.digit[ds.is_test]
+    assert j.accuracy == pytest.approx(float((j.predict(x_test) == y_test).double().mean()))
+    assert j.features(x_test).shape == (40, 16)
+    assert j.predict(x_test).dtype == torch.int64
+
+
+def test_corrupt_cache_is_retrained_not_fatal(trained, cache):
+    j = trained["judge"]
+    cache.mkdir(parents=True)
+    (cache / f"{j.key}.json").write_text(json.dumps(j.info))
+    (cache / f"{j.key}.pt").write_bytes(b"not a torch file")
+    again = get_judge(DATA, 0, TINY_JUDGE)
+    assert again.key == j.key
+    torch.load(cache / f"{j.key}.pt", weights_only=True)  # rewritten, loadable
+
+
+def test_list_and_cli_info(trained, cache, monkeypatch):
+    assert list_judges() == []
+    j, cache = trained["judge"], trained["cache"]
+    monkeypatch.setenv("OTZOO_CACHE", str(cache.parent))
+    (cache / "orphan.json").write_text('{"key": "orphan"}')  # no weights: not listed
+    found = list_judges()
+    assert [i["key"] for i in found] == [j.key]
+    res = run_cli("judge", "info")
+    assert res.returncode == 0, res.stderr
+    assert j.key in res.stdout and "rgby" in res.stdout
+
+
+@pytest.mark.slow
+def test_default_judge_is_accurate_at_grid_16(cache):
+    """The acceptance bar: >= 0.97 test accuracy on unrotated embedded rgby digits at 16^3."""
+    j = get_judge(DataConfig(), 0)
+    assert j.accuracy >= 0.97, j.info
