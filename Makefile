@@ -24,7 +24,7 @@ demo: install
 	$(BIN)/otzoo render $(DEMO_OUT) --n 5 --out $(DEMO_OUT)/samples.png
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 test-all: install
 	$(BIN)/pytest -q -m "slow or not slow"

@@ -53,7 +53,9 @@ _PRESETS = {
         "f_levels": 1,
         "hidden": (32, 32),
     },
-    "quick": {"t_iters": 5, "lr_t": 3e-4, "lr_f": 3e-4},
+    # quick: measured on a 2-core CPU (benchmarks/time_to_quality.py; README): small nets,
+    # K_T = 2 and an EMA map reach ~0.9 target accuracy on 3-5 in ~6 minutes.
+    "quick": {"t_iters": 2, "t_base": 8, "f_base": 8, "ema": 0.98, "lr_t": 3e-4, "lr_f": 3e-4},
     "full": {"t_iters": 10, "lr_t": 1e-4, "lr_f": 1e-4, "t_base": 48, "t_depth": 3, "f_base": 48},
 }
 

@@ -48,7 +48,7 @@ class OTMConfig(SolverConfig):
 
 _PRESETS = {
     "tiny": {"t_iters": 2, "t_base": 8, "t_depth": 1, "psi_base": 8, "psi_levels": 1},
-    "quick": {"t_iters": 2, "lr_t": 3e-4, "lr_psi": 3e-4},
+    "quick": {"t_iters": 2, "t_base": 8, "psi_base": 8, "lr_t": 3e-4, "lr_psi": 3e-4},
     "full": {"t_iters": 2, "t_base": 48, "t_depth": 3, "psi_base": 48},
 }
 

@@ -1,12 +1,22 @@
-"""Shared fixtures: tiny run settings and a helper to run the CLI in-process."""
+"""Shared fixtures: tiny run settings and a helper to run the CLI as a user would.
+
+Tests run one torch thread per process (and pytest-xdist runs one process per core): the
+networks here are tiny, and two threads per process on a 2-core machine fight each other
+(measured up to ~40x slower under load). Subprocesses inherit OMP_NUM_THREADS.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 TINY = ["--preset", "tiny", "--quiet"]
 
