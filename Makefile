@@ -20,8 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	rm -rf $(DEMO_OUT)
-	$(BIN)/otzoo train --solver not --pair 3-5 --preset quick --steps 60 --out $(DEMO_OUT)
-	$(BIN)/otzoo render $(DEMO_OUT) --n 5 --out $(DEMO_OUT)/samples.png
+	$(BIN)/otzoo compare --solvers not,otm --pair 3-5 --preset quick --threads 1 --out $(DEMO_OUT)
 
 test: install
 	$(BIN)/pytest -q -n auto

@@ -111,11 +111,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"{path}: checkpoint not found; check the run folder")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+    except pickle.UnpicklingError:
         raise CheckpointError(
-            f"{path}: refused to load: not a plain-tensor checkpoint ({first[:120]}); "
-            "only load checkpoints written by otzoo"
+            f"{path}: refused to load: it holds Python objects other than tensors (a pickle that "
+            "could run code); only load checkpoints written by otzoo"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         raise CheckpointError(

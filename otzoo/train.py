@@ -353,8 +353,10 @@ def restore(solver: Solver, path: Path, solver_id: str, device: torch.device) ->
     try:
         solver.load_state_dict(ckpt["state"])
     except (KeyError, RuntimeError, ValueError) as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "size mismatch" in ln or "key" in ln), lines[0])
         raise CheckpointError(
-            f"{path}: does not fit this run's networks ({str(err).splitlines()[0][:160]}); "
+            f"{path}: does not fit this run's networks ({detail[:160]}); "
             "use it with the config it was written with"
         ) from None
     return ckpt
