@@ -180,7 +180,7 @@ def parse_overrides(items: list[str], solver_cls: type[Solver]) -> dict[str, Any
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(
                 f"--set {key}: unknown key for solver {solver_cls.id!r}{hint} "
-                f"(see `otzoo solvers --keys {solver_cls.id}`)"
+                f'(see "otzoo solvers --keys {solver_cls.id}")'
             )
         out[key] = coerce(raw, fields[key][1], key)
     return out
