@@ -59,7 +59,7 @@ class TranslationSolver(Solver):
         self.optimizers["T"].zero_grad(set_to_none=True)
         loss.backward()
         self.optimizers["T"].step()
-        return {"loss": float(loss)}  # plain floats; the trainer logs and NaN-checks them
+        return {"loss": float(loss.detach())}  # plain floats; the trainer logs and NaN-checks them
 
     def transport(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         return x + self.shift

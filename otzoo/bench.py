@@ -1,0 +1,420 @@
+"""`otzoo bench w2`: vector solvers on the W2 benchmark pairs (Mix3toMix10, known optimal map),
+scored by forward L2-UVP beside the published table and the [ID] / [L] baselines.
+
+Every (solver, dim) cell resolves its config through the normal machinery (`config.resolve`:
+preset, then the bench settings below, then the user's `--set` / `--steps`), builds the solver
+with `train.build_solver`, and runs `solver.step` on `FreshBatches`: P and Q are sampled anew
+for every batch, as in the benchmark papers (the shared trainer draws from fixed tensors and has
+no wall-time cap, hence this small loop). Scores use `evaluate_map` on 2**14 fresh samples with
+one fixed seed, the same for every solver and for the baselines.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from otzoo.config import RunConfig, config_fields, parse_overrides, resolve
+from otzoo.data.benchmarks import KnownMapPair, linear_bures_map
+from otzoo.data.spec import parse_pair
+from otzoo.data.vectors import FreshBatches, VectorPairData, load_vector_pair
+from otzoo.errors import ConfigError, DataError
+from otzoo.metrics.uvp import evaluate_map
+from otzoo.registry import get_solver
+from otzoo.runtime import atomic_write_json, check_writable, resolve_device, seed_everything
+from otzoo.solver import Solver
+
+DIMS = (2, 4, 8, 16, 32)
+EVAL_SAMPLES = 2**14  # the README's metric sample count
+EVAL_SEED = 12345  # one evaluation draw for every solver and baseline
+FIT_SAMPLES = 2**14  # samples of P and Q the [L] baseline is fitted on
+BENCH_TRAIN = 2**12  # fixed training set (x_all / y_all) for discrete solvers; neural ones sample
+BENCH_PRESET = "quick"
+
+# Published forward L2-UVP (%) on Mix3toMix10 (benchmark README), dims 2..32.
+PUBLISHED: dict[str, dict[int, float]] = {
+    "[MM] minimax ICNN": {2: 0.1, 4: 0.3, 8: 0.9, 16: 2.2, 32: 4.2},
+    "[MM:R] reversed minimax (NOT/OTM form)": {2: 0.1, 4: 0.3, 8: 0.7, 16: 1.9, 32: 2.8},
+    "[W2] W2GN": {2: 0.1, 4: 0.7, 8: 2.6, 16: 3.3, 32: 6.0},
+    "[MMv1] per-batch conjugate": {2: 0.2, 4: 1.0, 8: 1.8, 16: 1.4, 32: 6.9},
+    "amortized, MLP potential (Amos 2023)": {2: 0.03, 4: 0.22, 8: 0.60, 16: 0.80, 32: 2.09},
+    "amortized, ICNN potential (Amos 2023)": {2: 0.26, 4: 0.79, 8: 1.63, 16: 1.12, 32: 1.92},
+    "[LS] large-scale entropic": {2: 5.0, 4: 11.6, 8: 21.5, 16: 31.7, 32: 42.1},
+    "[L] linear Bures map": {2: 14.1, 4: 14.9, 8: 27.3, 16: 41.6, 32: 55.3},
+    "[ID] identity": {2: 32.7, 4: 42.0, 8: 58.6, 16: 87.0, 32: 121.0},
+}
+BEST_PUBLISHED = {d: min(row[d] for row in PUBLISHED.values()) for d in DIMS}
+
+# Bench-level settings per solver: "*" for every dim, an int key for one dim (applied after
+# "*"). Any config key of the solver or the shared train config; the user's --set wins. Tuned on
+# dims 2 and 8 for 2-3 CPU minutes per cell on one thread (see benchmarks/w2_bench.md).
+BENCH_DEFAULTS: dict[str, Any] = {"batch_size": 256}
+_HIDDEN = (128, 128, 128)
+_SADDLE = {"steps": 12000, "t_iters": 3, "hidden": _HIDDEN}
+_AMORTIZED = {"steps": 5000, "lr": 1e-2, "lr_decay_steps": 5000, "weight_decay": 0.0}
+BENCH_SETTINGS: dict[str, dict[str | int, dict[str, Any]]] = {
+    "not": {"*": {**_SADDLE, "lr_t": 1e-3, "lr_f": 1e-3}},
+    "otm": {"*": {**_SADDLE, "lr_t": 1e-3, "lr_psi": 1e-3}},
+    "w2gn": {"*": {"steps": 12000, "lr": 1e-3}},
+    "amortized": {"*": {**_AMORTIZED, "hidden": _HIDDEN, "conj_max_iter": 30, "conj_gtol": 1e-3}},
+}
+FOLLOW_STEPS = "lr_decay_steps"  # a schedule length that follows --steps unless set explicitly
+
+
+def bench_overrides(solver_id: str, dim: int) -> dict[str, Any]:
+    """The bench's settings for one cell (before the user's own overrides)."""
+    per = BENCH_SETTINGS.get(solver_id, {})
+    return {**BENCH_DEFAULTS, **per.get("*", {}), **per.get(dim, {})}
+
+
+@dataclass
+class Cell:
+    """One trained (solver, dim) and its scores; uvp is None when training diverged."""
+
+    solver: str
+    dim: int
+    uvp: float | None
+    cosine: float | None
+    steps: int
+    wall_s: float
+    cpu_s: float
+    status: str  # "ok" | "time budget" | "diverged"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BenchResult:
+    cells: list[Cell]
+    baselines: dict[str, dict[int, dict[str, float]]]  # "[ID]" / "[L]" -> dim -> metrics
+    seed: int
+    command: str
+    machine: str
+
+
+def parse_dims(text: str) -> list[int]:
+    """'2,4,8' -> [2, 4, 8]; each a positive integer, listed once."""
+    parts = [s.strip() for s in text.split(",") if s.strip()]
+    dims = [int(s) for s in parts if s.isdigit()]
+    if not dims or len(dims) < len(parts) or min(dims) < 1 or len(set(dims)) != len(dims):
+        raise ConfigError(f"--dims {text!r}: list positive dimensions once each, e.g. 2,4,8")
+    return dims
+
+
+def check_weights(weights: Path, dims: list[int]) -> None:
+    """Every needed benchmark file exists, checked before any training starts."""
+    for dim in dims:
+        for part in ("v1", "v2"):
+            path = Path(weights) / f"{dim}_{part}.pt"
+            if not path.is_file():
+                raise DataError(
+                    f"{path}: W2 benchmark weights file not found; pass --weights DIR holding "
+                    f"{dim}_v1.pt and {dim}_v2.pt (w2bench-mix3tomix10), or drop dim {dim}"
+                )
+
+
+def resolve_cells(
+    solvers: list[str], dims: list[int], sets: list[str], steps: int | None, seed: int
+) -> dict[tuple[str, int], tuple[RunConfig, dict[str, Any]]]:
+    """(RunConfig, applied overrides) per cell: non-vector solvers and bad keys fail up front."""
+    runs = {}
+    for sid in solvers:
+        cls = get_solver(sid)
+        if "vector" not in cls.tags:
+            raise ConfigError(
+                f"solver {sid!r} does not support vector data (tags: {', '.join(sorted(cls.tags))}); "
+                "bench w2 needs solvers tagged 'vector' (see `otzoo solvers`)"
+            )
+        user = parse_overrides(list(sets) + ([f"steps={steps}"] if steps is not None else []), cls)
+        if steps is not None and FOLLOW_STEPS not in user and FOLLOW_STEPS in config_fields(cls):
+            user[FOLLOW_STEPS] = steps  # the lr schedule ends with the shortened run
+        for dim in dims:
+            overrides = {**bench_overrides(sid, dim), **user}
+            run = resolve(cls, f"w2:{dim}", BENCH_PRESET, overrides, seed=seed)
+            runs[sid, dim] = (run, overrides)
+    return runs
+
+
+def baselines(pair: KnownMapPair, seed: int) -> dict[str, dict[str, float]]:
+    """[ID] and [L] scored exactly like a solver; [L] is fitted on 2**14 samples of P and Q."""
+    gx = torch.Generator().manual_seed(seed * 2 + 101)
+    gy = torch.Generator().manual_seed(seed * 2 + 102)
+    linear = linear_bures_map(pair.sample_x(FIT_SAMPLES, gx), pair.sample_y(FIT_SAMPLES, gy))
+    return {
+        "[ID]": evaluate_map(pair, lambda x: x, n=EVAL_SAMPLES, seed=EVAL_SEED),
+        "[L]": evaluate_map(pair, linear, n=EVAL_SAMPLES, seed=EVAL_SEED),
+    }
+
+
+def _transport(solver: Solver) -> Callable[[torch.Tensor], torch.Tensor]:
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return solver.transport(x.to(solver.device)).detach().float().cpu()
+
+    return apply
+
+
+def train_cell(
+    run: RunConfig,
+    data: VectorPairData,
+    time_budget_s: float | None = None,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+) -> Cell:
+    """Train one solver on one pair with fresh batches, then score its map exactly."""
+    from otzoo.train import build_solver
+
+    device = resolve_device(run.train.device)
+    seed_everything(run.seed)
+    solver = build_solver(run, data, device)
+    batches = FreshBatches(data, run.train.batch_size, seed=run.seed + 1, device=device)
+    status, step = "ok", 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while step < run.train.steps:
+        if time_budget_s is not None and time.perf_counter() - wall0 >= time_budget_s:
+            status = "time budget"
+            break
+        losses = solver.step(batches)
+        step += 1
+        solver.steps_done = step
+        if not all(math.isfinite(v) for v in losses.values()):
+            status = "diverged"
+            break
+        if progress is not None:
+            progress(step, losses)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    uvp = cos = None
+    if status != "diverged" and data.known is not None:
+        solver.train_mode(False)
+        scores = evaluate_map(data.known, _transport(solver), n=EVAL_SAMPLES, seed=EVAL_SEED)
+        if math.isfinite(scores["l2_uvp"]):
+            uvp, cos = scores["l2_uvp"], scores["cosine"]
+        else:
+            status = "diverged"
+    return Cell(run.solver, data.known.dim if data.known else 0, uvp, cos, step, wall, cpu, status)
+
+
+def machine_summary(device: str = "cpu") -> str:
+    """One line: CPU model, cores, torch threads and version, device."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{model}, {os.cpu_count()} logical cores, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, device {device}"
+    )
+
+
+def _fmt(v: float | None) -> str:
+    return "diverged" if v is None else f"{v:.3g}"
+
+
+def uvp_table(result: BenchResult) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: measured solvers, measured baselines, then the published table."""
+    dims = sorted({c.dim for c in result.cells} | set(result.baselines["[ID]"]))
+    by = {(c.solver, c.dim): c for c in result.cells}
+    rows = []
+    for sid in dict.fromkeys(c.solver for c in result.cells):
+        rows.append([sid, *(_fmt(by[sid, d].uvp) if (sid, d) in by else "-" for d in dims)])
+    for name, per in result.baselines.items():
+        rows.append(
+            [f"{name} measured", *(_fmt(per[d]["l2_uvp"]) if d in per else "-" for d in dims)]
+        )
+    for name, per in {"best published": BEST_PUBLISHED, **PUBLISHED}.items():
+        label = name if name == "best published" else f"{name} (published)"
+        rows.append([label, *(f"{per[d]:g}" if d in per else "-" for d in dims)])
+    return ["solver", *(str(d) for d in dims)], rows
+
+
+def rich_table(result: BenchResult) -> Any:
+    """The UVP table for the terminal."""
+    from rich.table import Table
+
+    header, rows = uvp_table(result)
+    table = Table(title="W2 benchmark Mix3toMix10: forward L2-UVP (%), lower is better")
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    n_ours = len({c.solver for c in result.cells})
+    for i, row in enumerate(rows):
+        table.add_row(*row, end_section=i in (n_ours - 1, n_ours + 1))
+    return table
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+CELL_HEADER = ["solver", "dim", "UVP", "cosine", "steps", "wall min", "CPU min", "status"]
+
+
+def _cell_row(c: Cell) -> list[str]:
+    cos = "-" if c.cosine is None else f"{c.cosine:.4f}"
+    minutes = [f"{c.wall_s / 60:.2f}", f"{c.cpu_s / 60:.2f}"]
+    return [c.solver, str(c.dim), _fmt(c.uvp), cos, str(c.steps), *minutes, c.status]
+
+
+def report_markdown(result: BenchResult) -> str:
+    """report.md: the table, every cell's cost and status, the settings, and how it was run."""
+    cpu_total = sum(c.cpu_s for c in result.cells) / 60
+    head = (
+        f"Command: `{result.command}`  \nSeed: {result.seed}  \nMachine: {result.machine}  \n"
+        f"Training CPU time, all cells: {cpu_total:.2f} min"
+    )
+    scoring = (
+        f"Scores: L2-UVP = 100 E||T(x) - T*(x)||^2 / Var(Q) and cosine on {EVAL_SAMPLES} fresh "
+        f"samples of P (seed {EVAL_SEED}), the same draw for every row; [L] is fitted on "
+        f"{FIT_SAMPLES} samples of P and Q. Training draws fresh batches of P and Q every step."
+    )
+    settings = [f"- `{c.solver}` dim {c.dim}: `{c.settings}`" for c in result.cells]
+    parts = [
+        "# W2 benchmark (Mix3toMix10): forward L2-UVP (%)",
+        head,
+        scoring,
+        "## L2-UVP (%), lower is better",
+        _markdown(*uvp_table(result)),
+        "## Cells",
+        _markdown(CELL_HEADER, [_cell_row(c) for c in result.cells]),
+        "## Settings (bench overrides and --set, over the solver's quick preset)",
+        "\n".join(settings),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def plot_uvp(result: BenchResult, path: Path) -> Path:
+    """UVP vs dimension, log-log: one line per solver, the best published, [ID] and [L]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for sid in dict.fromkeys(c.solver for c in result.cells):
+        pts = [(c.dim, c.uvp) for c in result.cells if c.solver == sid and c.uvp is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), "o-", label=sid)
+    dims = sorted(result.baselines["[ID]"])
+    best = [(d, BEST_PUBLISHED[d]) for d in dims if d in BEST_PUBLISHED]
+    if best:
+        ax.plot(*zip(*best, strict=True), "k--", marker="*", label="best published")
+    for name, style in (("[ID]", "s:"), ("[L]", "^:")):
+        per = result.baselines[name]
+        ax.plot(dims, [per[d]["l2_uvp"] for d in dims], style, color="gray", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(dims, [str(d) for d in dims])
+    ax.set_xlabel("dimension")
+    ax.set_ylabel("forward L2-UVP (%)")
+    ax.set_title("W2 benchmark Mix3toMix10")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(result: BenchResult, out: Path) -> None:
+    """uvp.json ({solver: {dim: uvp}}), results.json (everything), report.md, uvp.png."""
+    uvp: dict[str, dict[str, float | None]] = {}
+    for c in result.cells:
+        uvp.setdefault(c.solver, {})[str(c.dim)] = c.uvp
+    atomic_write_json(out / "uvp.json", uvp)
+    full = asdict(result)
+    full["baselines"] = {
+        k: {str(d): v for d, v in per.items()} for k, per in result.baselines.items()
+    }
+    atomic_write_json(out / "results.json", full)
+    (out / "report.md").write_text(report_markdown(result))
+    plot_uvp(result, out / "uvp.png")
+
+
+def _train_with_bar(
+    run: RunConfig, data: VectorPairData, budget_s: float | None, console: Any
+) -> Cell:
+    """train_cell with a progress bar on `console` (None: no bar)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn(f"[bold]{run.solver} {run.pair}"), BarColumn()]
+    columns += [TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()]
+    with Progress(*columns, disable=console is None, console=console) as bar:
+        task = bar.add_task("", total=run.train.steps)
+        return train_cell(run, data, budget_s, lambda s, _losses: bar.update(task, completed=s))
+
+
+def run_w2_bench(
+    solvers: list[str],
+    dims: list[int],
+    weights: Path,
+    out: Path,
+    steps: int | None = None,
+    time_budget_min: float | None = None,
+    seed: int = 0,
+    sets: list[str] | None = None,
+    command: str = "",
+    show_progress: bool = True,
+    threads: int = 1,
+) -> BenchResult:
+    """Train every solver on every dim, write uvp.json, results.json, report.md and uvp.png.
+
+    `threads`: torch intra-op threads during the run (restored after). The nets are small; on a
+    busy 2-core CPU a 128x128 MLP step took 1.6 ms on one thread and 280 ms on two.
+    """
+    from rich.console import Console
+
+    if time_budget_min is not None and not time_budget_min > 0:
+        raise ConfigError(f"--time-budget {time_budget_min}: use a positive number of minutes")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps {steps}: use a positive number of steps")
+    if threads < 1:
+        raise ConfigError(f"--threads {threads}: use a positive number of threads")
+    runs = resolve_cells(solvers, dims, sets or [], steps, seed)
+    check_weights(weights, dims)
+    out = Path(out)
+    if (out / "uvp.json").exists():
+        raise ConfigError(f"{out}: already holds a benchmark (uvp.json); choose another --out")
+    check_writable(out)
+    console = Console()
+    budget_s = None if time_budget_min is None else 60.0 * time_budget_min
+    cells: list[Cell] = []
+    base: dict[str, dict[int, dict[str, float]]] = {"[ID]": {}, "[L]": {}}
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for dim in dims:
+            spec = parse_pair(f"w2:{dim}")
+            data = load_vector_pair(spec, seed, weights, n_train=BENCH_TRAIN, n_test=1024)
+            assert data.known is not None
+            for name, scores in baselines(data.known, seed).items():
+                base[name][dim] = scores
+            for sid in solvers:
+                run, overrides = runs[sid, dim]
+                cell = _train_with_bar(run, data, budget_s, console if show_progress else None)
+                cell.settings = overrides
+                cells.append(cell)
+                shown = "diverged" if cell.uvp is None else f"UVP {cell.uvp:.3g}%"
+                console.print(
+                    f"{sid} w2:{dim}: {shown} after {cell.steps} steps, "
+                    f"{cell.cpu_s / 60:.2f} CPU min ({cell.status})"
+                )
+                record = asdict(cell) | {"config": run.to_dict()}
+                atomic_write_json(out / "cells" / f"{sid}_d{dim}.json", record)
+        device = str(resolve_device(runs[solvers[0], dims[0]][0].train.device))
+        result = BenchResult(cells, base, seed, command, machine_summary(device))
+    finally:
+        torch.set_num_threads(saved_threads)
+    write_outputs(result, out)
+    console.print(rich_table(result))
+    console.print(f"wrote {out / 'uvp.json'}, {out / 'report.md'}, {out / 'uvp.png'}")
+    return result

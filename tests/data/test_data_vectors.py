@@ -1,0 +1,139 @@
+"""Vector pairs with a known map (`w2:DIM`, `gauss:DIM[:S]`): spec parsing, shapes, determinism,
+unpaired train sets, the known map equal to the benchmark's, fresh batches, one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from otzoo.data import PairData, load_pair, parse_pair
+from otzoo.data.benchmarks import gaussian_pair, w2_mix3_pair
+from otzoo.data.vectors import (
+    W2_ENV,
+    FreshBatches,
+    VectorPairData,
+    default_w2_dir,
+    known_map_pair,
+    load_vector_pair,
+)
+from otzoo.errors import DataError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _w2_dir() -> Path:
+    """$OTZOO_W2BENCH_DIR, else the shared folder, else <repo>/../shared/... (CI layout)."""
+    candidates = [Path("/work/shared/data/w2bench-mix3tomix10")]
+    candidates.append(REPO.parent / "shared" / "data" / "w2bench-mix3tomix10")
+    if os.environ.get(W2_ENV):
+        candidates.insert(0, Path(os.environ[W2_ENV]))
+    return next((c for c in candidates if (c / "2_v1.pt").is_file()), candidates[0])
+
+
+W2_DIR = _w2_dir()
+needs_w2 = pytest.mark.skipif(
+    not (W2_DIR / "2_v1.pt").is_file(),
+    reason=f"W2 benchmark files not found (tried {W2_DIR}); set {W2_ENV}",
+)
+
+
+def test_specs_parse_to_vector_kinds():
+    w2 = parse_pair("w2:16")
+    assert (w2.kind, w2.dim, w2.source, w2.target) == ("w2", 16, None, None)
+    g = parse_pair(" gauss:8 ")
+    assert (g.kind, g.dim, g.pair_seed) == ("gauss", 8, 0)
+    assert parse_pair("gauss:8:3").pair_seed == 3
+
+
+@pytest.mark.parametrize("bad", ["w2:0", "gauss:0", "w2:99999"])
+def test_bad_dimension_is_one_line_error(bad):
+    with pytest.raises(DataError, match="dimension must be in") as err:
+        parse_pair(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_malformed_vector_spec_lists_the_forms():
+    with pytest.raises(DataError, match="w2:DIM") as err:
+        parse_pair("w2:x")
+    assert "gauss:DIM" in str(err.value)
+
+
+def test_gauss_pair_shapes_kind_and_known_map():
+    data = load_vector_pair(parse_pair("gauss:3"), seed=0, n_train=512, n_test=64)
+    assert isinstance(data, VectorPairData) and isinstance(data, PairData)
+    assert data.kind == "vector" and data.x_shape == (3,) and data.y_shape == (3,)
+    assert data.x_train.shape == (512, 3) and data.y_train.shape == (512, 3)
+    assert data.x_test.shape == (64, 3) and data.y_test.shape == (64, 3)
+    assert data.x_train.dtype == torch.float32
+    ref = gaussian_pair(3, seed=0)
+    torch.testing.assert_close(data.known.true_map(data.x_test), ref.true_map(data.x_test))
+    torch.testing.assert_close(data.extras["x_test_true_map"], ref.true_map(data.x_test))
+    assert float(data.extras["var_q"]) == pytest.approx(ref.var_q)
+    # Unpaired: y_train is not the image of x_train (independent draws).
+    assert not torch.allclose(data.y_train, ref.true_map(data.x_train), atol=1e-3)
+    # The targets do follow Q: mean close to Q's mean on 512 draws.
+    assert torch.allclose(data.y_train.double().mean(0), ref.moments["mean_q"], atol=0.25)
+
+
+def test_same_seed_same_tensors_other_seed_other_samples():
+    spec = parse_pair("gauss:2")
+    a = load_vector_pair(spec, seed=1, n_train=64, n_test=8)
+    b = load_vector_pair(spec, seed=1, n_train=64, n_test=8)
+    c = load_vector_pair(spec, seed=2, n_train=64, n_test=8)
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+        assert not torch.equal(getattr(a, name), getattr(c, name))
+    # The pair seed (":S") changes the problem, the run seed only the samples.
+    x = a.x_test
+    assert torch.equal(a.known.true_map(x), c.known.true_map(x))
+    other = known_map_pair(parse_pair("gauss:2:1"))
+    assert not torch.allclose(other.true_map(x), a.known.true_map(x))
+
+
+def test_load_pair_routes_vector_specs():
+    data = load_pair("gauss:2", seed=0)
+    assert isinstance(data, VectorPairData) and data.kind == "vector"
+    assert data.x_train.shape[0] >= 2**14  # a large fixed set for the shared trainer
+
+
+def test_fresh_batches_draw_new_seeded_samples():
+    data = load_vector_pair(parse_pair("gauss:4"), seed=0, n_train=32, n_test=8)
+    b1 = FreshBatches(data, batch_size=16, seed=5, device=torch.device("cpu"))
+    b2 = FreshBatches(data, batch_size=16, seed=5, device=torch.device("cpu"))
+    first, second = b1.x(), b1.x()
+    assert first.shape == (16, 4) and b1.y(3).shape == (3, 4)
+    assert not torch.equal(first, second)  # fresh draws, not a fixed set
+    assert torch.equal(b2.x(), first)  # but seeded
+    assert torch.equal(b1.x_all, data.x_train) and torch.equal(b1.y_all, data.y_train)
+
+
+@needs_w2
+def test_w2_pair_matches_the_benchmark_map():
+    data = load_vector_pair(parse_pair("w2:2"), seed=0, weights_dir=W2_DIR, n_train=256, n_test=64)
+    assert data.kind == "vector" and data.x_shape == (2,)
+    assert data.x_train.shape == (256, 2) and torch.isfinite(data.y_train).all()
+    ref = w2_mix3_pair(2, W2_DIR)
+    torch.testing.assert_close(data.extras["x_test_true_map"], ref.true_map(data.x_test))
+    assert data.known.var_q == pytest.approx(ref.var_q) and data.known.var_q == pytest.approx(
+        2.0, rel=0.03
+    )
+
+
+@needs_w2
+def test_w2_default_folder_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(W2_ENV, str(W2_DIR))
+    assert default_w2_dir() == W2_DIR
+    pair = known_map_pair(parse_pair("w2:2"))
+    assert pair.dim == 2 and pair.var_q == pytest.approx(2.0, rel=0.03)
+
+
+def test_w2_missing_weights_is_one_line_error_naming_the_file(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="--weights") as err:
+        load_vector_pair(parse_pair("w2:2"), weights_dir=tmp_path, n_train=8, n_test=8)
+    assert str(tmp_path / "2_v1.pt") in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.setenv(W2_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="2_v1.pt"):
+        load_pair("w2:2")
