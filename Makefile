@@ -23,14 +23,14 @@ demo: install
 	$(BIN)/otzoo compare --solvers not,otm --pair 3-5 --preset quick --threads 1 --out $(DEMO_OUT)
 
 test: install
-	$(BIN)/pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto
 
 test-all: install
-	$(BIN)/pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
