@@ -8,7 +8,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from otzoo.compare import CompareRequest, compare, plan, route_overrides
 from otzoo.errors import CheckpointError, ConfigError
@@ -18,17 +17,6 @@ from tests.conftest import run_cli
 
 TINY_JUDGE = JudgeConfig(epochs=1, min_steps=20, batch_size=16, base=4, feature_dim=16)
 DETERMINISTIC_KEYS = set(METRIC_NAMES) - {"diversity", "mse_to_clean"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets run fastest on one thread (and the shared test machine is oversubscribed)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")  # for the CLI subprocesses
-        yield
-    torch.set_num_threads(before)
 
 
 def quiet(_msg: str) -> None:

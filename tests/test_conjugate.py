@@ -12,15 +12,6 @@ from otzoo.errors import ConfigError
 from otzoo.nets.icnn import DenseICNN, potential_gradient
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a shared 2-core machine run ~1000x faster without thread hand-offs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Quadratic(nn.Module):
     """f(x) = 0.5 x^T A x + b^T x with SPD A: x_hat(y) = A^-1 (y - b)."""
 

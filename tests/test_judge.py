@@ -16,17 +16,6 @@ DATA = DataConfig(grid=8, max_per_digit=20)
 TINY_JUDGE = JudgeConfig(epochs=1, min_steps=20, batch_size=16, base=4, feature_dim=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets run fastest on one thread (and the shared test machine is oversubscribed)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")  # for the CLI subprocesses
-        yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("OTZOO_CACHE", str(tmp_path / "cache"))

@@ -20,15 +20,6 @@ CPU = torch.device("cpu")
 VEC2 = PairInfo("vector", (2,), (2,))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small nets on a shared 2-core machine run far faster without thread hand-offs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Batches:
     """Fresh samples on every call (the trainer's Batches, minimal): sample(n, generator)."""
 
