@@ -35,3 +35,31 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
 @pytest.fixture
 def cli():
     return run_cli
+
+
+class Batches:
+    """Fresh samples on every call (the trainer's Batches, minimal): sample(n, generator)."""
+
+    def __init__(self, sample_x, sample_y, batch_size: int, seed: int = 1):
+        self.sample_x, self.sample_y, self.batch_size = sample_x, sample_y, batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def x(self, n: int | None = None) -> torch.Tensor:
+        return self.sample_x(n or self.batch_size, self.gen)
+
+    def y(self, n: int | None = None) -> torch.Tensor:
+        return self.sample_y(n or self.batch_size, self.gen)
+
+
+def pair_batches(pair, batch_size: int) -> Batches:
+    """Batches drawing fresh samples of a KnownMapPair's P and Q."""
+    return Batches(pair.sample_x, pair.sample_y, batch_size)
+
+
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Batches:
+    """Batches drawing random rows of fixed tensors."""
+
+    def pick(data: torch.Tensor):
+        return lambda n, gen: data[torch.randint(len(data), (n,), generator=gen)]
+
+    return Batches(pick(x), pick(y), batch_size)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from otzoo.data.pairs import PAIR_LOADERS, DataConfig, PairData, load_digit_set
+from otzoo.data.pairs import PAIR_LOADERS, DataConfig, PairData, load_digit_set, voxel_pair_data
 from otzoo.data.spec import PairSpec, register_pair_kind
 from otzoo.errors import DataError
 
@@ -168,18 +168,7 @@ def _restoration_pair(spec: PairSpec, cfg: DataConfig, seed: int) -> PairData:
             labels[f"{side}_{split}_color"] = _take(ds.color, part)
             if side == "x" and split == "test":
                 extras["x_test_clean"] = clean
-    shape = tuple(ds.volumes.shape[1:])
-    return PairData(
-        spec=spec,
-        kind="voxel",
-        x_shape=shape,
-        y_shape=shape,
-        labels=labels,
-        palette=ds.palette.clone(),
-        extras=extras,
-        color_names=list(ds.color_names),
-        **tensors,
-    )
+    return voxel_pair_data(spec, ds, tensors, labels, extras)
 
 
 register_pair_kind(r"noise-([0-9])(?::([0-9]+))?", _build_noise, NOISE_FORM)

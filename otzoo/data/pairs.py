@@ -229,6 +229,17 @@ def _digits_pair(spec: PairSpec, cfg: DataConfig, seed: int) -> PairData:
             tensors[f"{side}_{split}"] = ds.volumes.index_select(0, idx)
             labels[f"{side}_{split}_digit"] = ds.digit.index_select(0, idx)
             labels[f"{side}_{split}_color"] = ds.color.index_select(0, idx)
+    return voxel_pair_data(spec, ds, tensors, labels)
+
+
+def voxel_pair_data(
+    spec: PairSpec,
+    ds: DigitSet,
+    tensors: dict[str, torch.Tensor],
+    labels: dict[str, torch.Tensor],
+    extras: dict[str, torch.Tensor] | None = None,
+) -> PairData:
+    """A voxel PairData whose x and y are drawn from one DigitSet (same shape and palette)."""
     shape = tuple(ds.volumes.shape[1:])
     return PairData(
         spec=spec,
@@ -237,6 +248,7 @@ def _digits_pair(spec: PairSpec, cfg: DataConfig, seed: int) -> PairData:
         y_shape=shape,
         labels=labels,
         palette=ds.palette.clone(),
+        extras=extras or {},
         color_names=list(ds.color_names),
         **tensors,
     )

@@ -49,7 +49,24 @@ class ConvexQuadratic(nn.Module):
         return (proj**2).sum(dim=1) + F.linear(x, self.weight, self.bias)
 
 
-class DenseICNN(nn.Module):
+class _ConvexMixin:
+    """Convexity upkeep shared by the ICNNs: weights on the hidden path must stay >= 0."""
+
+    def _hidden_path(self) -> list[nn.Module]:
+        raise TypeError(f"{type(self).__name__} must define _hidden_path")
+
+    @torch.no_grad()
+    def clamp_convex(self) -> None:
+        """Project the hidden-path weights onto >= 0 (call after every optimizer step)."""
+        for layer in self._hidden_path():
+            layer.weight.clamp_(min=0.0)
+
+    def convexity_penalty(self) -> Tensor:
+        """Sum of squared negative parts of the hidden-path weights (a soft alternative)."""
+        return sum(F.relu(-layer.weight).pow(2).sum() for layer in self._hidden_path())
+
+
+class DenseICNN(_ConvexMixin, nn.Module):
     """Dense input-convex potential; parameter names and forward pass match the W2 benchmark files.
 
     h = q_0(x); h = act(convex_layers[j](h) + q_{j+1}(x)); f = final_layer(h) + 0.5*s*||x||^2,
@@ -108,18 +125,8 @@ class DenseICNN(nn.Module):
         out = self.final_layer(h).squeeze(1)
         return out + 0.5 * self.strong_convexity * (x**2).sum(dim=1)
 
-    @torch.no_grad()
-    def clamp_convex(self) -> None:
-        """Project the hidden-path weights (convex_layers.*, final_layer) onto >= 0."""
-        for layer in self._hidden_path():
-            layer.weight.clamp_(min=0.0)
 
-    def convexity_penalty(self) -> Tensor:
-        """Sum of squared negative parts of the hidden-path weights (a soft alternative)."""
-        return sum(F.relu(-layer.weight).pow(2).sum() for layer in self._hidden_path())
-
-
-class ConvICNN3D(nn.Module):
+class ConvICNN3D(_ConvexMixin, nn.Module):
     """Input-convex potential for voxels [N, C, D, H, W] -> [N] (for W2GN / amortized on 3D data).
 
     Level l works at resolution 1/2**l. A stem z = act(conv(x)), then per level
@@ -177,16 +184,6 @@ class ConvICNN3D(nn.Module):
             z = self.act(wz(z) + wx(xl))
         out = self.final_layer(z.sum(dim=(2, 3, 4))).squeeze(1)
         return out + 0.5 * self.strong_convexity * x.pow(2).flatten(1).sum(dim=1)
-
-    @torch.no_grad()
-    def clamp_convex(self) -> None:
-        """Project the hidden-path weights (z_layers.*, final_layer) onto >= 0."""
-        for layer in self._hidden_path():
-            layer.weight.clamp_(min=0.0)
-
-    def convexity_penalty(self) -> Tensor:
-        """Sum of squared negative parts of the hidden-path weights (a soft alternative)."""
-        return sum(F.relu(-layer.weight).pow(2).sum() for layer in self._hidden_path())
 
 
 class QuadraticPlus(nn.Module):

@@ -14,33 +14,9 @@ from otzoo.metrics.uvp import evaluate_map
 from otzoo.nets.icnn import potential_gradient
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver, tiny_problem
+from tests.conftest import pair_batches, tensor_batches
 
 CPU = torch.device("cpu")
-
-
-class Batches:
-    """Fresh samples on every call (the trainer's Batches, minimal): sample(n, generator)."""
-
-    def __init__(self, sample_x, sample_y, batch_size: int, seed: int = 1):
-        self.sample_x, self.sample_y, self.batch_size = sample_x, sample_y, batch_size
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def x(self, n: int | None = None) -> torch.Tensor:
-        return self.sample_x(n or self.batch_size, self.gen)
-
-    def y(self, n: int | None = None) -> torch.Tensor:
-        return self.sample_y(n or self.batch_size, self.gen)
-
-
-def pair_batches(pair, batch_size: int) -> Batches:
-    return Batches(pair.sample_x, pair.sample_y, batch_size)
-
-
-def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Batches:
-    def pick(data: torch.Tensor):
-        return lambda n, gen: data[torch.randint(len(data), (n,), generator=gen)]
-
-    return Batches(pick(x), pick(y), batch_size)
 
 
 def _hidden_path(net) -> list[torch.Tensor]:
