@@ -276,7 +276,7 @@ def _compare(req: CompareRequest, log: Log) -> CompareResult:
                 m = evaluate_solver(e.solver, data, judge, seed)
             else:
                 stochastic = "stochastic" in get_solver(e.run.solver).tags
-                keys = list(refs["identity"]) + (["diversity"] if stochastic else [])
+                keys = list(next(iter(refs.values()), {})) + (["diversity"] if stochastic else [])
                 m = {k: NAN for k in keys}
             rows[e.name] = {**m, "train_seconds": e.train_seconds}
             if e.note:

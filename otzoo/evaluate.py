@@ -174,8 +174,11 @@ def reference_rows(
     data: PairData, judge: Judge | None = None, max_samples: int = 1000, seed: int = 0
 ) -> dict[str, dict[str, float]]:
     """Context for a table: the identity map, and real target test samples as the "outputs"
-    (paired with the test inputs in order, so its cost is that of an arbitrary pairing)."""
-    rows = {"identity": evaluate(lambda x: x, data, judge, max_samples=max_samples, seed=seed)}
+    (paired with the test inputs in order, so its cost is that of an arbitrary pairing).
+    The identity row is left out when source and target shapes differ (e.g. noise-5)."""
+    rows = {}
+    if tuple(data.x_shape) == tuple(data.y_shape):
+        rows["identity"] = evaluate(lambda x: x, data, judge, max_samples=max_samples, seed=seed)
     n = min(len(data.x_test), len(data.y_test), max_samples)
     if tuple(data.y_test.shape[1:]) == tuple(data.y_shape):
         real = score_outputs(data.x_test[:n], data.y_test[:n], data, judge, max_samples, seed)

@@ -109,3 +109,10 @@ def test_score_outputs_counts_only_given_inputs(data):
     x = data.x_test[:5]
     m = score_outputs(x, x.clone(), data)
     assert m["transport_cost"] == 0.0 and m["color_preservation"] == 1.0
+
+
+def test_no_identity_row_when_shapes_differ(judge):
+    noise = load_pair("noise-5:2", DATA, seed=0)  # 3 x 2^3 latents -> 3 x 8^3 fives
+    refs = reference_rows(noise, judge)
+    assert "identity" not in refs
+    assert refs["real target"]["fid"] == pytest.approx(0.0, abs=1e-6)
