@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from otzoo.config import RunConfig, config_fields, parse_overrides, resolve
+from otzoo.config import RunConfig, parse_overrides, resolve
 from otzoo.data.benchmarks import KnownMapPair, linear_bures_map
 from otzoo.data.spec import parse_pair
 from otzoo.data.vectors import FreshBatches, VectorPairData, load_vector_pair
@@ -53,35 +53,11 @@ PUBLISHED: dict[str, dict[int, float]] = {
 }
 BEST_PUBLISHED = {d: min(row[d] for row in PUBLISHED.values()) for d in DIMS}
 
-# Bench-level settings per solver: "*" for every dim, an int key for one dim (applied after
-# "*"). Any config key of the solver or the shared train config; the user's --set wins. Tuned on
-# dims 2 and 8 for 2-3 CPU minutes per cell on one thread (see benchmarks/w2_bench.md).
-BENCH_DEFAULTS: dict[str, Any] = {"batch_size": 256}
-_HIDDEN = (128, 128, 128)
-_SADDLE = {"steps": 12000, "t_iters": 3, "hidden": _HIDDEN}
-# Saddle solvers from dim 16 on: K_T = 10 inner map steps and a lower lr (at dim 32, K_T = 3
-# with lr 1e-3 ended worse than the identity; K_T = 10, lr 3e-4 reached 30% in 1.3 CPU min).
-_HIGH = {"steps": 4800, "t_iters": 10}
-_AMORTIZED = {"steps": 5000, "lr": 1e-2, "lr_decay_steps": 5000, "weight_decay": 0.0}
-BENCH_SETTINGS: dict[str, dict[str | int, dict[str, Any]]] = {
-    "not": {
-        "*": {**_SADDLE, "lr_t": 1e-3, "lr_f": 1e-3},
-        **dict.fromkeys((16, 32), {**_HIGH, "lr_t": 3e-4, "lr_f": 3e-4}),
-    },
-    "otm": {
-        "*": {**_SADDLE, "lr_t": 1e-3, "lr_psi": 1e-3},
-        **dict.fromkeys((16, 32), {**_HIGH, "lr_t": 3e-4, "lr_psi": 3e-4}),
-    },
-    "w2gn": {"*": {"steps": 12000, "lr": 1e-3}},
-    "amortized": {"*": {**_AMORTIZED, "hidden": _HIDDEN, "conj_max_iter": 30, "conj_gtol": 1e-3}},
-}
-FOLLOW_STEPS = "lr_decay_steps"  # a schedule length that follows --steps unless set explicitly
-
 
 def bench_overrides(solver_id: str, dim: int) -> dict[str, Any]:
-    """The bench's settings for one cell (before the user's own overrides)."""
-    per = BENCH_SETTINGS.get(solver_id, {})
-    return {**BENCH_DEFAULTS, **per.get("*", {}), **per.get(dim, {})}
+    """The settings a cell runs with before the user's own: the solver's vector defaults for
+    this dimension (`Solver.pair_presets`, tuned per plugin; benchmarks/w2_bench.md)."""
+    return get_solver(solver_id).pair_presets(parse_pair(f"w2:{dim}"), BENCH_PRESET)
 
 
 @dataclass
@@ -142,13 +118,19 @@ def resolve_cells(
                 "bench w2 needs solvers tagged 'vector' (see `otzoo solvers`)"
             )
         user = parse_overrides(list(sets) + ([f"steps={steps}"] if steps is not None else []), cls)
-        if steps is not None and FOLLOW_STEPS not in user and FOLLOW_STEPS in config_fields(cls):
-            user[FOLLOW_STEPS] = steps  # the lr schedule ends with the shortened run
         for dim in dims:
-            overrides = {**bench_overrides(sid, dim), **user}
-            run = resolve(cls, f"w2:{dim}", BENCH_PRESET, overrides, seed=seed)
-            runs[sid, dim] = (run, overrides)
+            run = resolve(cls, f"w2:{dim}", BENCH_PRESET, user, seed=seed)
+            shown = {**bench_overrides(sid, dim), **user}
+            runs[sid, dim] = (run, {k: _resolved(run, k) for k in shown})
     return runs
+
+
+def _resolved(run: RunConfig, key: str) -> Any:
+    """The value `key` ended with in `run` (whichever of its configs owns it)."""
+    for section in (run.train, run.data, run.solver_config):
+        if hasattr(section, key):
+            return getattr(section, key)
+    raise KeyError(key)
 
 
 def baselines(pair: KnownMapPair, seed: int) -> dict[str, dict[str, float]]:

@@ -108,13 +108,17 @@ def data_show(
 
     from otzoo.config import build_dataclass
     from otzoo.data import DataConfig, load_pair
-    from otzoo.viz import save_grid_png
+    from otzoo.viz import save_grid_png, save_scatter_png
 
     cfg = build_dataclass(DataConfig, _data_values(data, grid, coloring, rotation))
     pdata = load_pair(pair, cfg, seed=seed)
-    table = Table(
-        title=f"pair {pair} ({cfg.data}, grid {cfg.grid}, {cfg.coloring}, rotation {cfg.rotation})"
+    vector = pdata.kind == "vector"
+    what = (
+        f"vectors, dim {pdata.x_shape[0]}"
+        if vector
+        else f"{cfg.data}, grid {cfg.grid}, {cfg.coloring}, rotation {cfg.rotation}"
     )
+    table = Table(title=f"pair {pair} ({what})")
     counts = pdata.counts()
     columns = sorted({c for split in counts.values() for c in split})
     table.add_column("split")
@@ -123,11 +127,21 @@ def data_show(
     for split, per_color in counts.items():
         table.add_row(split, *(str(per_color.get(c, 0)) for c in columns))
     Console().print(table)
-    path = save_grid_png(
-        [pdata.x_test[:n], pdata.y_test[:n]],
-        out,
-        row_labels=[f"source {pdata.spec.source}", f"target {pdata.spec.target}"],
-    )
+    if vector:  # a scatter of the first two coordinates, arrows along the known map
+        path = save_scatter_png(
+            pdata.x_test[:512],
+            pdata.y_test[:512],
+            out,
+            mapped=pdata.extras.get("x_test_true_map", None),
+            title=f"{pair}: first two coordinates, arrows: true map",
+            arrows=n,
+        )
+    else:
+        path = save_grid_png(
+            [pdata.x_test[:n], pdata.y_test[:n]],
+            out,
+            row_labels=[f"source {pdata.spec.source}", f"target {pdata.spec.target}"],
+        )
     Console().print(f"picture: {path}")
 
 

@@ -15,11 +15,12 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from otzoo.data import DataConfig
+from otzoo.data import DataConfig, parse_pair
 from otzoo.errors import ConfigError
 from otzoo.solver import Solver, SolverConfig
 
 PRESETS = ("tiny", "quick", "full")
+FOLLOW_STEPS = "lr_decay_steps"  # a schedule length that follows the run's steps
 
 
 @dataclass(frozen=True)
@@ -193,14 +194,25 @@ def resolve(
     overrides: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> RunConfig:
-    """defaults <- core preset <- solver preset <- overrides, each key routed to its config."""
+    """defaults <- core preset <- solver preset <- solver's pair preset <- overrides, each key
+    routed to its config. A preset's lr schedule that spans the preset's whole run
+    (`lr_decay_steps` == `steps`) follows a user's `steps` unless the user sets it too."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     fields = config_fields(solver_cls)
     values: dict[str, Any] = {}
     values.update(CORE_PRESETS[preset])
     values.update(solver_cls.presets.get(preset, {}))
-    values.update(overrides or {})
+    values.update(solver_cls.pair_presets(parse_pair(pair), preset))
+    user = overrides or {}
+    if (
+        "steps" in user
+        and FOLLOW_STEPS not in user
+        and FOLLOW_STEPS in values
+        and values[FOLLOW_STEPS] == values.get("steps")
+    ):
+        values[FOLLOW_STEPS] = user["steps"]
+    values.update(user)
     sections: dict[str, dict[str, Any]] = {"data": {}, "train": {}, "solver": {}}
     for key, val in values.items():
         if key not in fields:

@@ -9,12 +9,25 @@ between solvers lives in their module under `plugins/` (or in a third party's pa
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from otzoo.data.spec import PairSpec
+
+
+def cosine_factor(step: int, total: int, floor: float = 1e-4) -> float:
+    """Cosine decay from 1 to `floor` over `total` steps, then flat (w2ot's schedule)."""
+    if total <= 0:
+        return 1.0
+    t = min(step, total) / total
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
 
 # Tags a solver may declare; the harness uses them to choose data and metrics.
 KNOWN_TAGS = frozenset({"voxel", "vector", "stochastic", "neural", "discrete"})
@@ -91,6 +104,14 @@ class Solver(ABC):
         """Map a batch of source samples; stochastic solvers draw `z` themselves when None."""
 
     @classmethod
+    def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
+        """Overrides for one kind of pair on top of `presets[preset]` (the user's --set still
+        wins): lets a solver tuned on voxels carry its own settings for, e.g., vectors of a
+        given dimension. Same keys as `presets`."""
+        del spec, preset
+        return {}
+
+    @classmethod
     def tiny_config(cls) -> SolverConfig:
         """A config that trains in seconds on CPU (tests, smoke runs)."""
         return cls.make_config(cls.presets.get("tiny", {}))
@@ -102,6 +123,18 @@ class Solver(ABC):
         names = {f.name for f in dataclasses.fields(cls.Config)}
         own = {k: v for k, v in (overrides or {}).items() if k in names}
         return cls.Config(**own)
+
+    def schedule_lr(self, decay_steps: int) -> None:
+        """Set every optimizer's lr to its initial lr times `cosine_factor(steps_done,
+        decay_steps)`; call at the top of `step`. The initial lr lives in the param group, so
+        it is checkpointed and a resumed run continues the same schedule."""
+        if decay_steps <= 0:
+            return
+        factor = cosine_factor(self.steps_done, decay_steps)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * factor
 
     def train_mode(self, on: bool = True) -> None:
         for m in self.modules.values():

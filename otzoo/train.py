@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from otzoo import distributed
 from otzoo.config import RunConfig
 from otzoo.data import PairData, load_pair
+from otzoo.data.vectors import FreshBatches, VectorPairData
 from otzoo.errors import CheckpointError, ConfigError, DivergenceError
 from otzoo.registry import get_solver
 from otzoo.runtime import (
@@ -203,8 +204,14 @@ def train(
     if parallel:
         distributed.share_weights(solver)
         seed_everything(run.seed + 7919 * rank)  # each rank draws its own noise
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    batches = TensorBatches(x_train, y_train, run.train.batch_size, seed=run.seed + 1 + 7919 * rank)
+    batch_seed = run.seed + 1 + 7919 * rank
+    batches: TensorBatches | FreshBatches
+    if isinstance(data, VectorPairData) and data.known is not None:
+        # known-map pairs: fresh draws of P and Q every batch, as in the benchmark papers
+        batches = FreshBatches(data, run.train.batch_size, seed=batch_seed, device=device)
+    else:
+        x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+        batches = TensorBatches(x_train, y_train, run.train.batch_size, seed=batch_seed)
     autocast = amp_dtype(run.train.amp, device, solver)
     ckpt_dir = out / "ckpt"
 

@@ -268,3 +268,49 @@ def save_grid_png(
     if title:
         image = _add_title(image, title, size)
     return save_png(image, path)
+
+
+def save_scatter_png(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    path: str | Path,
+    mapped: torch.Tensor | None = None,
+    title: str | None = None,
+    arrows: int = 64,
+) -> Path:
+    """Vector data: the first two coordinates of source and target samples, with arrows from
+    the first `arrows` sources to `mapped` (e.g. the true map) when given; saved atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if x.dim() != 2 or y.dim() != 2 or x.shape[1] < 1 or x.shape[1] != y.shape[1]:
+        raise DataError(
+            f"cannot scatter {tuple(x.shape)} and {tuple(y.shape)}: expected flat vectors "
+            "[N, d] of one dimension; use save_grid_png for voxels"
+        )
+    x, y = x.detach().double().cpu(), y.detach().double().cpu()
+    if x.shape[1] == 1:  # a line: spread the points vertically so both sets are visible
+        x, y = (torch.cat([t, torch.zeros_like(t)], dim=1) for t in (x, y))
+    fig = Figure(figsize=(5, 5), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.5, label="source P")
+    ax.scatter(y[:, 0], y[:, 1], s=4, alpha=0.5, label="target Q")
+    if mapped is not None:
+        m = mapped.detach().double().cpu()[:arrows]
+        m = torch.cat([m, torch.zeros_like(m)], dim=1) if m.shape[1] == 1 else m
+        for a, b in zip(x[: len(m)], m, strict=True):
+            ax.annotate(
+                "",
+                xy=(b[0], b[1]),
+                xytext=(a[0], a[1]),
+                arrowprops={"arrowstyle": "->", "lw": 0.5, "alpha": 0.6},
+            )
+    ax.set_xlabel("x[0]")
+    ax.set_ylabel("x[1]" if x.shape[1] > 1 else "")
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    canvas.draw()
+    return save_png(np.asarray(canvas.buffer_rgba())[..., :3].copy(), path)

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from otzoo.conjugate import CONJUGATE_SOLVERS, fit_identity, solve_conjugate
+from otzoo.data.spec import PairSpec
+from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError
 from otzoo.nets import MLP, ResNet3D, UNet3D
 from otzoo.nets.icnn import ConvICNN3D, DenseICNN, QuadraticPlus, potential_gradient
 from otzoo.registry import register_solver
-from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
+from otzoo.solver import Batches, PairInfo, Solver, SolverConfig, cosine_factor
 
 POTENTIALS = ("mlp", "icnn")
 AMORTIZATIONS = ("regression", "objective", "cycle")
@@ -145,7 +148,7 @@ class Amortized(Solver):
         "quick": {
             "conj_max_iter": 10,
             "conj_gtol": 1e-2,
-            "lr_decay_steps": 300,
+            "lr_decay_steps": 350,  # the quick preset's steps: follows --steps
             "f_base": 8,
             "pretrain_steps": 20,
         },
@@ -159,6 +162,23 @@ class Amortized(Solver):
             "h_base": 16,
         },
     }
+
+    @classmethod
+    def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
+        """Vector settings tuned on the W2 benchmark (benchmarks/w2_bench.md): wider MLP,
+        lr 1e-2 with cosine decay over 5,000 steps, no weight decay, tighter conjugates."""
+        if vector_dim(spec) is None or preset == "tiny":
+            return {}
+        return {
+            "batch_size": 256,
+            "steps": 5000,
+            "lr": 1e-2,
+            "lr_decay_steps": 5000,
+            "weight_decay": 0.0,
+            "hidden": (128, 128, 128),
+            "conj_max_iter": 30,
+            "conj_gtol": 1e-3,
+        }
 
     def __init__(self, config: AmortizedConfig, info: PairInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
@@ -182,10 +202,7 @@ class Amortized(Solver):
     def current_lr(self) -> float:
         """Cosine decay from lr to lr*1e-4 over lr_decay_steps (w2ot's schedule), then flat."""
         c = self.config
-        if not c.lr_decay_steps:
-            return c.lr
-        t = min(self.updates, c.lr_decay_steps) / c.lr_decay_steps
-        return c.lr * (1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * t)))
+        return c.lr * cosine_factor(self.updates, c.lr_decay_steps)
 
     def conjugate(self, y: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
         """(H's prediction x~ with its graph, fine-tuned x_hat detached, solver stats)."""

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from otzoo.data.spec import PairSpec
+from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError
 from otzoo.nets import MLP, ResNet3D, UNet3D
 from otzoo.registry import register_solver
@@ -33,6 +36,7 @@ class NOTConfig(SolverConfig):
     f_levels: int = 2
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
     ema: float = 0.0  # >0: transport with an exponential moving average of T (damps saddle swings)
+    lr_decay_steps: int = 0  # cosine decay of both lrs to 1e-4 x over this many steps; 0: constant
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,25 @@ _PRESETS = {
     "quick": {"t_iters": 2, "t_base": 8, "f_base": 8, "ema": 0.98, "lr_t": 3e-4, "lr_f": 3e-4},
     "full": {"t_iters": 10, "lr_t": 1e-4, "lr_f": 1e-4, "t_base": 48, "t_depth": 3, "f_base": 48},
 }
+
+
+def saddle_vector_presets(spec: PairSpec, preset: str, lr_keys: tuple[str, ...]) -> dict[str, Any]:
+    """Vector settings of the NOT/OTM saddle, tuned on the W2 benchmark (benchmarks/w2_bench.md)
+    for ~2-3 CPU minutes per dimension: 3-layer MLPs, batch 256, cosine lr decay over the run;
+    from dim 16 on K_T = 10 at a lower lr (K_T = 3, lr 1e-3 ended worse than the identity at
+    dim 32). `tiny` stays tiny."""
+    dim = vector_dim(spec)
+    if dim is None or preset == "tiny":
+        return {}
+    steps, t_iters, lr = (12000, 3, 1e-3) if dim < 16 else (4800, 10, 3e-4)
+    return {
+        "batch_size": 256,
+        "hidden": (128, 128, 128),
+        "steps": steps,
+        "lr_decay_steps": steps,
+        "t_iters": t_iters,
+        **dict.fromkeys(lr_keys, lr),
+    }
 
 
 def _adam(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -90,6 +113,10 @@ class NeuralOT(Solver):
             "f": _adam(self.f, config.lr_f, config.weight_decay),
         }
 
+    @classmethod
+    def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
+        return saddle_vector_presets(spec, preset, ("lr_t", "lr_f"))
+
     def _build_nets(self, c: NOTConfig, info: PairInfo) -> tuple[nn.Module, nn.Module]:
         k = self.noise_channels
         if info.kind == "voxel":
@@ -119,6 +146,7 @@ class NeuralOT(Solver):
         return self.T(x)
 
     def step(self, batches: Batches) -> dict[str, float]:
+        self.schedule_lr(self.config.lr_decay_steps)
         self.f.requires_grad_(False)
         for _ in range(self.config.t_iters):
             loss_t, logs = self._t_loss(batches.x())

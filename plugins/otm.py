@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from otzoo.data.spec import PairSpec
 from otzoo.errors import ConfigError
 from otzoo.nets import MLP, ResNet3D, UNet3D
 from otzoo.registry import register_solver
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
+from otzoo_plugins.neural_ot import saddle_vector_presets
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class OTMConfig(SolverConfig):
     psi_base: int = 16  # ResNet3D potential width
     psi_levels: int = 2
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
+    lr_decay_steps: int = 0  # cosine decay of both lrs to 1e-4 x over this many steps; 0: constant
 
 
 _PRESETS = {
@@ -89,6 +93,10 @@ class OTM(Solver):
             "psi": torch.optim.Adam(self.psi.parameters(), lr=config.lr_psi, betas=betas),
         }
 
+    @classmethod
+    def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
+        return saddle_vector_presets(spec, preset, ("lr_t", "lr_psi"))
+
     def _build_nets(self, c: OTMConfig, info: PairInfo) -> tuple[nn.Module, nn.Module]:
         if info.kind == "vector":
             if not self.equal:
@@ -128,6 +136,7 @@ class OTM(Solver):
         return gap.flatten().norm() / math.sqrt(d)
 
     def step(self, batches: Batches) -> dict[str, float]:
+        self.schedule_lr(self.config.lr_decay_steps)
         self.psi.requires_grad_(False)
         for _ in range(self.config.t_iters):
             x = batches.x()

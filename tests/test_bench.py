@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from otzoo.bench import (
-    BENCH_SETTINGS,
     BEST_PUBLISHED,
     DIMS,
     PUBLISHED,
@@ -98,16 +97,26 @@ def test_parse_dims():
             parse_dims(bad)
 
 
-def test_bench_settings_resolve_for_every_dim():
-    """Every bench override is a real config key of its solver (settings cannot rot)."""
-    for sid in BENCH_SETTINGS:
+TUNED = ("not", "otm", "w2gn", "amortized")
+
+
+def test_bench_settings_are_the_plugins_vector_defaults():
+    """Each tuned solver carries its vector settings itself; the bench adds nothing, so
+    `otzoo train --pair w2:D` and the bench train the same way."""
+    for sid in TUNED:
         runs = resolve_cells([sid], list(DIMS), [], None, seed=0)
         for dim in DIMS:
             run, overrides = runs[sid, dim]
-            assert overrides == bench_overrides(sid, dim)
+            assert overrides == bench_overrides(sid, dim) and overrides["batch_size"] == 256
+            assert run == resolve(get_solver(sid), f"w2:{dim}", "quick", seed=0)
             for key, value in overrides.items():
                 found = [getattr(c, key) for c in (run.train, run.solver_config) if hasattr(c, key)]
-                assert found == [tuple(value) if isinstance(value, list) else value]
+                assert found == [value]
+    low, high = (resolve_cells(["not"], [d], [], None, 0)["not", d][0] for d in (8, 16))
+    assert (low.solver_config.t_iters, high.solver_config.t_iters) == (3, 10)
+    # voxel pairs and the tiny preset keep their own settings
+    assert resolve(get_solver("not"), "3-5", "quick").train.batch_size == 32
+    assert resolve(get_solver("not"), "w2:8", "tiny").solver_config.lr_decay_steps == 0
 
 
 def test_user_overrides_win_and_bad_keys_fail_up_front():
@@ -125,11 +134,7 @@ def test_lr_schedule_follows_steps_unless_set():
     run, _ = resolve_cells(["amortized"], [2], ["lr_decay_steps=3"], 7, 0)["amortized", 2]
     assert run.solver_config.lr_decay_steps == 3
     run, _ = resolve_cells(["amortized"], [2], [], None, 0)["amortized", 2]
-    assert (
-        run.solver_config.lr_decay_steps
-        == run.train.steps
-        == BENCH_SETTINGS["amortized"]["*"]["steps"]
-    )
+    assert run.solver_config.lr_decay_steps == run.train.steps == 5000
 
 
 def test_solver_without_vector_tag_is_refused():

@@ -93,3 +93,10 @@ def test_data_show_writes_picture(tmp_path):
     res = run_cli("data", "show", "--pair", "3-5", "--grid", "8", "--out", str(tmp_path / "d.png"))
     assert res.returncode == 0, res.stderr
     assert "x_train" in res.stdout and (tmp_path / "d.png").is_file()
+
+
+def test_data_show_scatters_vector_pairs(tmp_path):
+    res = run_cli("data", "show", "--pair", "gauss:3", "--out", str(tmp_path / "v.png"))
+    assert res.returncode == 0, res.stderr
+    assert "vectors, dim 3" in res.stdout and "error" not in res.stderr
+    assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

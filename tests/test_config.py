@@ -42,3 +42,46 @@ def test_bad_overrides_are_one_line(item, match):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset"):
         resolve(NOT, "3-5", "huge")
+
+
+def test_user_steps_carry_a_schedule_that_spans_the_preset_run():
+    amortized = get_solver("amortized")
+    run = resolve(amortized, "w2:4", "quick", {"steps": 40})
+    assert run.train.steps == run.solver_config.lr_decay_steps == 40
+    run = resolve(amortized, "w2:4", "quick", {"steps": 40, "lr_decay_steps": 9})
+    assert run.solver_config.lr_decay_steps == 9
+    assert resolve(amortized, "3-5", "full", {"steps": 40}).solver_config.lr_decay_steps == 40
+    # no schedule in the preset (constant lr): none appears
+    assert resolve(amortized, "3-5", "tiny", {"steps": 40}).solver_config.lr_decay_steps == 0
+
+
+@pytest.mark.parametrize("sid", ["not", "otm", "w2gn"])
+def test_cosine_schedule_decays_and_resumes(sid):
+    """lr follows lr * cosine_factor(steps_done, lr_decay_steps); a reloaded solver (as on
+    --resume) continues the same schedule instead of restarting at the initial lr."""
+    import torch
+
+    from otzoo.data.benchmarks import gaussian_pair
+    from otzoo.solver import PairInfo, cosine_factor
+    from tests.conftest import pair_batches
+
+    cls = get_solver(sid)
+    config = cls.make_config({**cls.presets["tiny"], "lr_decay_steps": 4})
+    info = PairInfo(kind="vector", x_shape=(2,), y_shape=(2,))
+    torch.manual_seed(0)
+    solver = cls(config, info, torch.device("cpu"))
+    batches = pair_batches(gaussian_pair(2, seed=0), 16)
+    base = [g["lr"] for o in solver.optimizers.values() for g in o.param_groups]
+    for step in range(3):
+        solver.step(batches)
+        solver.steps_done = step + 1
+        lrs = [g["lr"] for o in solver.optimizers.values() for g in o.param_groups]
+        assert lrs == pytest.approx([b * cosine_factor(step, 4) for b in base])
+    assert cosine_factor(2, 4) == pytest.approx(0.5, abs=1e-3) and cosine_factor(9, 4) < 1e-3
+    state = solver.state_dict()
+    torch.manual_seed(0)
+    again = cls(config, info, torch.device("cpu"))
+    again.load_state_dict(state)
+    again.step(batches)
+    lrs = [g["lr"] for o in again.optimizers.values() for g in o.param_groups]
+    assert lrs == pytest.approx([b * cosine_factor(3, 4) for b in base])

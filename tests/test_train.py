@@ -95,3 +95,29 @@ def test_resume_refuses_checkpoint_of_another_solver(tmp_path):
             resume=True,
             show_progress=False,
         )
+
+
+def test_known_map_pairs_train_on_fresh_draws_and_resume_exactly(tmp_path, monkeypatch):
+    """w2:/gauss: pairs sample P and Q anew every batch (as the benchmark does), and the
+    sampler's state is checkpointed: 3 + 3 resumed steps equal 6 straight ones."""
+    from otzoo.data.vectors import FreshBatches
+
+    drawn: list[torch.Tensor] = []
+    fresh_x = FreshBatches.x
+    monkeypatch.setattr(
+        FreshBatches, "x", lambda self, n=None: drawn.append(fresh_x(self, n)) or drawn[-1]
+    )
+
+    def run(steps: int):
+        items = [f"steps={steps}", "ckpt_every=3", "batch_size=16"]
+        return resolve(NOT, "gauss:2", "tiny", parse_overrides(items, NOT), seed=0)
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(run(3), a, show_progress=False)
+    assert len(drawn) == 3 * (NOT.presets["tiny"]["t_iters"] + 1)
+    assert all(len(x) == 16 for x in drawn)
+    train(run(6), a, resume=True, show_progress=False)
+    train(run(6), b, show_progress=False)
+    sa = load_checkpoint(list_checkpoints(a / "ckpt")[-1])["state"]["modules"]["T"]
+    sb = load_checkpoint(list_checkpoints(b / "ckpt")[-1])["state"]["modules"]["T"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -10,7 +10,7 @@ import torch
 from matplotlib.image import imread
 
 from otzoo.errors import DataError
-from otzoo.viz import render_grid, render_volumes, save_grid_png, save_png
+from otzoo.viz import render_grid, render_volumes, save_grid_png, save_png, save_scatter_png
 
 
 def _empty(n: int = 1, c: int = 3, g: int = 8) -> torch.Tensor:
@@ -154,3 +154,11 @@ def test_save_grid_png_with_title(tmp_path):
     back = imread(path)
     assert back.shape[1] == no_title.shape[1]
     assert back.shape[0] > no_title.shape[0]  # title strip on top
+
+
+def test_scatter_refuses_voxels_and_handles_one_dimension(tmp_path):
+    with pytest.raises(DataError, match="flat vectors"):
+        save_scatter_png(torch.zeros(4, 3, 8, 8, 8), torch.zeros(4, 3, 8, 8, 8), tmp_path / "a.png")
+    x = torch.randn(50, 1)
+    path = save_scatter_png(x, x + 3, tmp_path / "line.png", mapped=x + 3)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

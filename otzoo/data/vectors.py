@@ -54,6 +54,11 @@ class VectorSpec(PairSpec):
     pair_seed: int = 0  # gauss only: seeds the means and covariances (not the samples)
 
 
+def vector_dim(spec: PairSpec) -> int | None:
+    """The dimension of a `w2:` / `gauss:` spec; None for any other pair (e.g. voxels)."""
+    return spec.dim if isinstance(spec, VectorSpec) else None
+
+
 @dataclass
 class VectorPairData(PairData):
     """PairData plus the known optimal map of the pair."""

@@ -8,13 +8,13 @@ import time
 
 import pytest
 import torch
-from otzoo_plugins.amortized import Amortized
 
 from otzoo.data.benchmarks import gaussian_pair
 from otzoo.errors import ConfigError
 from otzoo.metrics.uvp import evaluate_map
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver, tiny_problem
+from otzoo_plugins.amortized import Amortized
 from tests.conftest import pair_batches, tensor_batches
 
 CPU = torch.device("cpu")

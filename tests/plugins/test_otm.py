@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from otzoo_plugins.otm import OTM, upsample
 
 from otzoo.config import resolve
 from otzoo.data import DataConfig, load_pair
@@ -15,6 +14,7 @@ from otzoo.registry import get_solver
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver
 from otzoo.train import build_solver, train
+from otzoo_plugins.otm import OTM, upsample
 
 LATENT = PairInfo(kind="voxel", x_shape=(3, 4, 4, 4), y_shape=(3, 8, 8, 8))
 

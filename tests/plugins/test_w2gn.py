@@ -6,7 +6,6 @@ import time
 
 import pytest
 import torch
-from otzoo_plugins.w2gn import W2GN
 
 from otzoo.data.benchmarks import gaussian_pair
 from otzoo.errors import ConfigError
@@ -14,6 +13,7 @@ from otzoo.metrics.uvp import evaluate_map
 from otzoo.nets.icnn import potential_gradient
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver, tiny_problem
+from otzoo_plugins.w2gn import W2GN
 from tests.conftest import pair_batches, tensor_batches
 
 CPU = torch.device("cpu")
