@@ -26,6 +26,7 @@ from otzoo.metrics import (
     color_preservation,
     diversity,
     frechet_distance,
+    lit_share,
     transport_cost,
     w2_to_target,
 )
@@ -42,6 +43,7 @@ METRIC_NAMES = (
     "fid",
     "fid_floor",
     "w2_to_target",
+    "lit_share",
     "diversity",
     "mse_to_clean",
 )
@@ -117,6 +119,8 @@ def score_outputs(
         else:
             out["target_accuracy"] = out["fid"] = NAN
         out["fid_floor"] = fid_floor(data, judge, max_samples, seed)
+    if data.kind == "voxel" and tx.dim() == 5:
+        out["lit_share"] = lit_share(tx) if finite else NAN
     if tx.shape[1:] == data.y_test.shape[1:]:
         out["w2_to_target"] = w2_to_target(tx, data.y_test, max_samples) if finite else NAN
     clean = data.extras.get("x_test_clean")

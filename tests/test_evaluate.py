@@ -96,13 +96,14 @@ def test_restoration_pair_gets_mse_to_clean(data):
 
 
 def test_unequal_shapes_skip_what_does_not_apply(data, judge):
-    """One-channel targets: no transport cost, no colour check, no judge; W2 still applies."""
+    """One-channel targets: no transport cost, no colour check, no judge; W2 and the lit
+    share (any voxel outputs) still apply."""
     one = dataclasses.replace(
         data, y_shape=(1, 8, 8, 8), y_test=data.y_test[:, :1], y_train=data.y_train[:, :1]
     )
     m = evaluate(lambda x: x[:, :1], one, judge)
-    assert set(m) == {"w2_to_target"}
-    assert math.isfinite(m["w2_to_target"])
+    assert set(m) == {"w2_to_target", "lit_share"}
+    assert math.isfinite(m["w2_to_target"]) and 0 < m["lit_share"] < 1
 
 
 def test_score_outputs_counts_only_given_inputs(data):
@@ -116,3 +117,11 @@ def test_no_identity_row_when_shapes_differ(judge):
     refs = reference_rows(noise, judge)
     assert "identity" not in refs
     assert refs["real target"]["fid"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lit_share_sees_a_hazy_map(data, judge):
+    """A faint haze over the background keeps digit and color but lights the whole grid."""
+    clean = evaluate(lambda x: x.clone(), data, judge)
+    hazy = evaluate(lambda x: torch.maximum(x, torch.full_like(x, -0.7)), data, judge)
+    assert clean["lit_share"] < 0.5 and hazy["lit_share"] == 1.0
+    assert hazy["color_preservation"] == clean["color_preservation"]

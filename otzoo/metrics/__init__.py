@@ -5,6 +5,7 @@ from otzoo.metrics.basic import (
     color_preservation,
     diversity,
     frechet_distance,
+    lit_share,
     transport_cost,
     w2_to_target,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "evaluate_map",
     "frechet_distance",
     "l2_uvp",
+    "lit_share",
     "transport_cost",
     "w2_to_target",
 ]

@@ -47,6 +47,22 @@ def color_preservation(
     return float((pred == labels.cpu().to(pred.dtype)).double().mean())
 
 
+HAZE_THRESHOLD = 0.1  # of the [0, 1] brightness: real digits are exactly 0 off the stroke
+
+
+def lit_share(tx: torch.Tensor, threshold: float = HAZE_THRESHOLD) -> float:
+    """Mean share of voxels whose brightest channel, in [0, 1], exceeds `threshold`.
+
+    Voxels in [-1, 1] as [N, C, D, H, W]. Real digits light ~17% of a 16^3 grid; a map that
+    leaves a faint haze over the background lights far more while the judge still sees a
+    digit of the right color, so this is the metric that catches it (compare with the
+    `real target` row)."""
+    if tx.dim() != 5 or tx.shape[0] == 0:
+        raise ValueError(f"lit_share wants voxels [N, C, D, H, W], got {tuple(tx.shape)}")
+    bright = (tx.detach().float().amax(dim=1) + 1) / 2
+    return float((bright > threshold).double().mean())
+
+
 def _as_features(a: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().double().numpy()

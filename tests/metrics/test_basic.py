@@ -13,6 +13,7 @@ from otzoo.metrics import (
     color_preservation,
     diversity,
     frechet_distance,
+    lit_share,
     transport_cost,
     w2_to_target,
 )
@@ -207,3 +208,15 @@ def test_batched_apply_bad_input():
         batched_apply(lambda t: t, x, batch_size=0)
     with pytest.raises(TypeError, match="not a tensor"):
         batched_apply(lambda t: t.numpy(), x)
+
+
+def test_lit_share_counts_voxels_above_the_haze_threshold():
+    x = -torch.ones(2, 3, 4, 4, 4)  # black: nothing lit
+    assert lit_share(x) == 0.0
+    x[0, 1, 0, 0, 0] = 1.0  # one voxel of one sample, lit in one channel
+    assert lit_share(x) == pytest.approx(1 / (2 * 64))
+    haze = -torch.ones(1, 3, 4, 4, 4) + 0.3  # brightness 0.15 everywhere: all lit
+    assert lit_share(haze) == 1.0
+    assert lit_share(haze - 0.2) == 0.0  # brightness 0.05: below 0.1
+    with pytest.raises(ValueError, match="voxels"):
+        lit_share(torch.zeros(4, 3))
