@@ -36,6 +36,7 @@ class NOTConfig(SolverConfig):
     f_levels: int = 2
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
     ema: float = 0.0  # >0: transport with an exponential moving average of T (damps saddle swings)
+    t_clamp: bool = False  # voxels: clip T's output to the data range [-1, 1]
     lr_decay_steps: int = 0  # cosine decay of both lrs to 1e-4 x over this many steps; 0: constant
 
 
@@ -128,6 +129,7 @@ class NeuralOT(Solver):
                 depth=c.t_depth,
                 noise_channels=k,
                 residual=c.t_residual,
+                clamp=(-1.0, 1.0) if c.t_clamp else None,
             )
             f = ResNet3D(info.y_shape[0], base=c.f_base, levels=c.f_levels)
             return T, f

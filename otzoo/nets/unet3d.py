@@ -37,6 +37,8 @@ class UNet3D(nn.Module):
     """Transport map T for voxels: x [N, C, D, H, W] -> [N, out_channels, D, H, W].
 
     out_channels defaults to in_channels; `depth` is the number of down/up levels.
+    `clamp` (e.g. (-1.0, 1.0), the data range) clips the output: background pushed below the
+    range lands exactly on it instead of leaving a faint haze.
     """
 
     def __init__(
@@ -49,8 +51,11 @@ class UNet3D(nn.Module):
         residual: bool = True,
         norm: str = "group",
         activation: str = "silu",
+        clamp: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
+        if clamp is not None and not clamp[0] < clamp[1]:
+            raise NetConfigError(f"clamp {clamp}: expected (low, high) with low < high")
         out_channels = in_channels if out_channels is None else out_channels
         check_positive(in_channels=in_channels, out_channels=out_channels, base=base, depth=depth)
         if isinstance(noise_channels, bool) or not isinstance(noise_channels, int):
@@ -70,6 +75,7 @@ class UNet3D(nn.Module):
         self.noise_channels = noise_channels
         self.depth = depth
         self.residual = residual
+        self.clamp = clamp
 
         widths = [base * 2**level for level in range(depth + 1)]
         self.stem = nn.Sequential(
@@ -128,7 +134,8 @@ class UNet3D(nn.Module):
             h = F.interpolate(h, size=skip.shape[2:], mode="trilinear", align_corners=False)
             h = self.ups[level](torch.cat([h, skip], dim=1))
         out = self.head(h)
-        return x + out if self.residual else out
+        out = x + out if self.residual else out
+        return out if self.clamp is None else out.clamp(*self.clamp)
 
     def _check_noise(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """The noise must be given and match x's batch and grid."""

@@ -160,3 +160,17 @@ def test_cuda_matches_cpu():
     expected = net(x)
     out = net.cuda()(x.cuda()).cpu()
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_clamp_keeps_outputs_in_range_and_passes_gradients_inside():
+    torch.manual_seed(0)
+    net = UNet3D(3, base=4, depth=1, residual=False, clamp=(-1.0, 1.0))
+    free = UNet3D(3, base=4, depth=1, residual=False)
+    free.load_state_dict(net.state_dict())
+    x = torch.randn(2, 3, 8, 8, 8) * 3
+    y, raw = net(x), free(x)
+    assert y.min() >= -1 and y.max() <= 1
+    inside = (raw > -1) & (raw < 1)
+    assert torch.equal(y[inside], raw[inside]) and not bool(inside.all())
+    with pytest.raises(ConfigError, match="low < high"):
+        UNet3D(3, clamp=(1.0, -1.0))
