@@ -46,6 +46,15 @@ def resolve_device(name: str) -> torch.device:
     raise DeviceError(f"--device {name}: unknown device; use auto, cpu, cuda or cuda:N")
 
 
+def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Copy a CPU tensor to `device`; to CUDA through pinned memory without blocking the host
+    (one path for CPU and GPU: on CPU this is a plain `.to`)."""
+    device = torch.device(device)
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

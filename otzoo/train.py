@@ -35,6 +35,7 @@ from otzoo.runtime import (
     save_checkpoint,
     seed_everything,
     set_rng_state,
+    to_device,
 )
 from otzoo.solver import PairInfo, Solver
 
@@ -210,7 +211,7 @@ def train(
         # known-map pairs: fresh draws of P and Q every batch, as in the benchmark papers
         batches = FreshBatches(data, run.train.batch_size, seed=batch_seed, device=device)
     else:
-        x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+        x_train, y_train = to_device(data.x_train, device), to_device(data.y_train, device)
         batches = TensorBatches(x_train, y_train, run.train.batch_size, seed=batch_seed)
     autocast = amp_dtype(run.train.amp, device, solver)
     ckpt_dir = out / "ckpt"

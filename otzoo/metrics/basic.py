@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from otzoo.runtime import to_device
+
 
 def _per_sample_dim(x: torch.Tensor) -> int:
     return int(np.prod(x.shape[1:])) if x.dim() > 1 else 1
@@ -171,7 +173,7 @@ def batched_apply(
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size]
             if device is not None:
-                xb = xb.to(device)
+                xb = to_device(xb, device)
             yb = fn(xb)
             if not isinstance(yb, torch.Tensor):
                 kind = type(yb).__name__
