@@ -63,3 +63,16 @@ def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Batches
         return lambda n, gen: data[torch.randint(len(data), (n,), generator=gen)]
 
     return Batches(pick(x), pick(y), batch_size)
+
+
+def w2_dir() -> Path:
+    """Where the W2 benchmark files are for tests: $OTZOO_W2BENCH_DIR, else the shared folder,
+    else <repo>/../shared/... (the CI layout)."""
+    from otzoo.data.vectors import W2_ENV
+
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [Path("/work/shared/data/w2bench-mix3tomix10")]
+    candidates.append(repo.parent / "shared" / "data" / "w2bench-mix3tomix10")
+    if os.environ.get(W2_ENV):
+        candidates.insert(0, Path(os.environ[W2_ENV]))
+    return next((c for c in candidates if (c / "2_v1.pt").is_file()), candidates[0])

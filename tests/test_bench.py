@@ -4,7 +4,6 @@ config machinery, a tiny CLI run writes uvp.json / report.md / uvp.png, errors a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,21 +28,13 @@ from otzoo.data.vectors import W2_ENV, known_map_pair, load_vector_pair
 from otzoo.errors import ConfigError
 from otzoo.registry import get_solver, list_solvers
 from otzoo.solver import Solver
+from tests.conftest import w2_dir
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _w2_dir() -> Path:
-    """$OTZOO_W2BENCH_DIR, else the shared folder, else <repo>/../shared/... (CI layout)."""
-    candidates = [Path("/work/shared/data/w2bench-mix3tomix10")]
-    candidates.append(REPO.parent / "shared" / "data" / "w2bench-mix3tomix10")
-    if os.environ.get(W2_ENV):
-        candidates.insert(0, Path(os.environ[W2_ENV]))
-    return next((c for c in candidates if (c / "2_v1.pt").is_file()), candidates[0])
-
-
-W2_DIR = _w2_dir()
+W2_DIR = w2_dir()
 needs_w2 = pytest.mark.skipif(
     not all((W2_DIR / f"{d}_v2.pt").is_file() for d in DIMS),
     reason=f"W2 benchmark files not found (tried {W2_DIR}); set {W2_ENV}",

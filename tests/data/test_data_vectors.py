@@ -3,7 +3,6 @@ unpaired train sets, the known map equal to the benchmark's, fresh batches, one-
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -20,20 +19,12 @@ from otzoo.data.vectors import (
     load_vector_pair,
 )
 from otzoo.errors import DataError
+from tests.conftest import w2_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _w2_dir() -> Path:
-    """$OTZOO_W2BENCH_DIR, else the shared folder, else <repo>/../shared/... (CI layout)."""
-    candidates = [Path("/work/shared/data/w2bench-mix3tomix10")]
-    candidates.append(REPO.parent / "shared" / "data" / "w2bench-mix3tomix10")
-    if os.environ.get(W2_ENV):
-        candidates.insert(0, Path(os.environ[W2_ENV]))
-    return next((c for c in candidates if (c / "2_v1.pt").is_file()), candidates[0])
-
-
-W2_DIR = _w2_dir()
+W2_DIR = w2_dir()
 needs_w2 = pytest.mark.skipif(
     not (W2_DIR / "2_v1.pt").is_file(),
     reason=f"W2 benchmark files not found (tried {W2_DIR}); set {W2_ENV}",
