@@ -3,8 +3,6 @@ unpaired train sets, the known map equal to the benchmark's, fresh batches, one-
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -20,9 +18,6 @@ from otzoo.data.vectors import (
 )
 from otzoo.errors import DataError
 from tests.conftest import w2_dir
-
-REPO = Path(__file__).resolve().parents[2]
-
 
 W2_DIR = w2_dir()
 needs_w2 = pytest.mark.skipif(
