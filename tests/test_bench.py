@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -30,7 +29,6 @@ from otzoo.registry import get_solver, list_solvers
 from otzoo.solver import Solver
 from tests.conftest import w2_dir
 
-REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
