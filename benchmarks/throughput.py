@@ -1,7 +1,8 @@
 """Throughput of one outer training step for every voxel solver, in samples/s.
 
 Compares plain fp32 eager execution with the other execution paths otzoo offers (bf16
-autocast, channels-last 3D memory layout) on 3x16^3 voxels at batch 64. "samples" counts every
+autocast, channels-last 3D memory layout) and with `torch.compile` of every network (the
+inductor backend; compile time is excluded, recompiles are not) on 3x16^3 voxels at batch 64. "samples" counts every
 sample a solver draws from the data during its step (an NOT step with K_T = 5 draws 7 batches).
 
     .venv/bin/python benchmarks/throughput.py [--solvers not,otm] [--batch 64] [--steps 3] [--preset quick]
@@ -16,7 +17,7 @@ import torch
 
 from otzoo.config import resolve
 from otzoo.registry import get_solver, list_solvers
-from otzoo.solver import PairInfo
+from otzoo.solver import PairInfo, Solver
 from otzoo.train import TensorBatches
 
 MODES = {
@@ -24,6 +25,7 @@ MODES = {
     "bf16 autocast": dict(amp=torch.bfloat16, channels_last=False),
     "channels-last": dict(amp=None, channels_last=True),
     "bf16 + channels-last": dict(amp=torch.bfloat16, channels_last=True),
+    "compiled": dict(amp=None, channels_last=False, compile=True),
 }
 
 
@@ -38,6 +40,15 @@ class CountingBatches(TensorBatches):
         return out
 
 
+def compile_networks(solver: Solver) -> None:
+    """Replace each network attribute of the solver by its torch.compile wrapper (which
+    shares the parameters, so optimizers keep working)."""
+    nets = {id(m) for m in solver.modules.values()}
+    for name, value in list(vars(solver).items()):
+        if isinstance(value, torch.nn.Module) and id(value) in nets:
+            setattr(solver, name, torch.compile(value))
+
+
 def measure(solver_id: str, mode: dict, batch: int, steps: int, preset: str) -> float:
     cls = get_solver(solver_id)
     run = resolve(cls, "3-5", preset, {"batch_size": batch})
@@ -48,12 +59,15 @@ def measure(solver_id: str, mode: dict, batch: int, steps: int, preset: str) -> 
     fmt = torch.channels_last_3d if mode["channels_last"] else torch.contiguous_format
     for m in solver.modules.values():
         m.to(memory_format=fmt)
+    if mode.get("compile"):
+        compile_networks(solver)
     x = (torch.rand(512, *shape) * 2 - 1).contiguous(memory_format=fmt)
     y = (torch.rand(512, *shape) * 2 - 1).contiguous(memory_format=fmt)
     batches = CountingBatches(x, y, batch, seed=0)
     amp = mode["amp"]
     with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-        solver.step(batches)  # warm-up
+        solver.step(batches)  # warm-up (and compilation)
+        solver.step(batches)
         batches.drawn = 0
         t0 = time.perf_counter()
         for _ in range(steps):
@@ -78,7 +92,13 @@ def main() -> None:
     print("| solver | " + " | ".join(modes) + " |")
     print("|---" * (len(modes) + 1) + "|")
     for sid in a.solvers.split(","):
-        rates = [measure(sid, MODES[m], a.batch, a.steps, a.preset) for m in modes]
+        rates = []
+        for m in modes:
+            try:
+                rates.append(measure(sid, MODES[m], a.batch, a.steps, a.preset))
+            except Exception as err:  # e.g. a double backward torch.compile cannot trace
+                print(f"{sid} / {m}: failed ({type(err).__name__}: {str(err)[:120]})", flush=True)
+                rates.append(float("nan"))
         base = rates[0]
         cells = [f"{r:.1f} ({r / base:.2f}x)" for r in rates]
         print(f"| {sid} | " + " | ".join(cells) + " |", flush=True)
