@@ -34,6 +34,7 @@ class NOTConfig(SolverConfig):
     t_residual: bool = True  # identity-initialised map: x + head(x), head starts at zero
     f_base: int = 16  # ResNet3D potential width
     f_levels: int = 2
+    f_norm: str = "group"  # potential's normalisation: group | none (none sees faint haze)
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
     ema: float = 0.0  # >0: transport with an exponential moving average of T (damps saddle swings)
     t_clamp: bool = False  # voxels: clip T's output to the data range [-1, 1]
@@ -134,7 +135,7 @@ class NeuralOT(Solver):
                 residual=c.t_residual,
                 clamp=(-1.0, 1.0) if c.t_clamp else None,
             )
-            f = ResNet3D(info.y_shape[0], base=c.f_base, levels=c.f_levels)
+            f = ResNet3D(info.y_shape[0], base=c.f_base, levels=c.f_levels, norm=c.f_norm)
             return T, f
         T = _VectorMap(info.x_dim, info.y_dim, c.hidden, k, c.t_residual)
         return T, MLP(info.y_dim, 1, hidden=c.hidden)

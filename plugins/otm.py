@@ -44,6 +44,7 @@ class OTMConfig(SolverConfig):
     t_base: int = 16  # UNet3D width
     t_depth: int = 2
     t_residual: bool = True  # identity-initialised map (equal shapes only)
+    t_clamp: bool = False  # voxels: clip T's output to the data range [-1, 1]
     psi_base: int = 16  # ResNet3D potential width
     psi_levels: int = 2
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
@@ -108,15 +109,18 @@ class OTM(Solver):
             return T, MLP(info.y_dim, 1, hidden=c.hidden)
         c_in, c_out = info.x_shape[0], info.y_shape[0]
         psi = ResNet3D(c_out, base=c.psi_base, levels=c.psi_levels)
+        clamp = (-1.0, 1.0) if c.t_clamp else None
         if self.equal:
-            unet = UNet3D(c_in, c_out, base=c.t_base, depth=c.t_depth, residual=c.t_residual)
+            unet = UNet3D(
+                c_in, c_out, base=c.t_base, depth=c.t_depth, residual=c.t_residual, clamp=clamp
+            )
             return unet, psi
         if c_in != c_out:
             raise ConfigError(
                 f"otm: latent source has {c_in} channels but the target {c_out}; <Q(z), T(z)> "
                 "needs one channel count (noise-D pairs draw the target's count)"
             )
-        unet = UNet3D(c_in, c_out, base=c.t_base, depth=c.t_depth, residual=False)
+        unet = UNet3D(c_in, c_out, base=c.t_base, depth=c.t_depth, residual=False, clamp=clamp)
         return _Upsampled(unet, tuple(info.y_shape[1:])), psi
 
     def q(self, x: torch.Tensor) -> torch.Tensor:

@@ -108,3 +108,19 @@ def test_noise_pair_through_the_trainer(tmp_path):
     not_run = resolve(get_solver("not"), "noise-5", "tiny", {"max_per_digit": 10})
     with pytest.raises(ConfigError, match="one shape"):
         build_solver(not_run, data, torch.device("cpu"))
+
+
+def test_t_clamp_keeps_generated_voxels_in_the_data_range():
+    torch.manual_seed(0)
+    cfg = OTM.make_config({**OTM.presets["tiny"], "t_clamp": True})
+    solver = OTM(cfg, LATENT, torch.device("cpu"))
+    z = torch.randn(4, 3, 4, 4, 4)
+    y = torch.rand(4, 3, 8, 8, 8) * 2 - 1
+    for _ in range(3):
+        solver.step(Fixed(z, y))
+    with torch.no_grad():
+        for p in solver.T.parameters():  # push the raw output far out of range
+            p.add_(torch.randn_like(p))
+        out = solver.transport(z * 10)
+    assert out.shape == (4, 3, 8, 8, 8) and out.min() >= -1 and out.max() <= 1
+    assert out.std() > 0
