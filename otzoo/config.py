@@ -17,6 +17,7 @@ from typing import Any
 
 from otzoo.data import DataConfig, parse_pair
 from otzoo.errors import ConfigError
+from otzoo.runtime import resolve_device
 from otzoo.solver import Solver, SolverConfig
 
 PRESETS = ("tiny", "quick", "full")
@@ -37,6 +38,7 @@ class TrainConfig:
     eval_samples: int = 256  # test samples used by the in-training metrics
     keep_checkpoints: int = 2
     amp: str = "auto"  # bf16 autocast: auto (on for CUDA) | bf16 | off
+    cuda_batch_scale: int = 4  # on CUDA, the preset's batch size times this (unless set)
 
 
 # Shared preset values (data + train). Solvers add their own in `Solver.presets`.
@@ -187,6 +189,17 @@ def parse_overrides(items: list[str], solver_cls: type[Solver]) -> dict[str, Any
     return out
 
 
+def _scale_batch_for_cuda(values: dict[str, Any], user: dict[str, Any]) -> None:
+    """A GPU idles on CPU-sized batches: when the run lands on CUDA and the user did not choose
+    a batch size, the preset's is multiplied by `cuda_batch_scale` (the resolved value is what
+    config.json records, so a resumed run keeps it)."""
+    scale = int(values.get("cuda_batch_scale", TrainConfig.cuda_batch_scale))
+    if "batch_size" in user or scale <= 1:
+        return
+    if resolve_device(str(values.get("device", TrainConfig.device))).type == "cuda":
+        values["batch_size"] = int(values.get("batch_size", TrainConfig.batch_size)) * scale
+
+
 def resolve(
     solver_cls: type[Solver],
     pair: str,
@@ -213,6 +226,7 @@ def resolve(
     ):
         values[FOLLOW_STEPS] = user["steps"]
     values.update(user)
+    _scale_batch_for_cuda(values, user)
     sections: dict[str, dict[str, Any]] = {"data": {}, "train": {}, "solver": {}}
     for key, val in values.items():
         if key not in fields:

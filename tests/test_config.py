@@ -85,3 +85,14 @@ def test_cosine_schedule_decays_and_resumes(sid):
     again.step(batches)
     lrs = [g["lr"] for o in again.optimizers.values() for g in o.param_groups]
     assert lrs == pytest.approx([b * cosine_factor(3, 4) for b in base])
+
+
+def test_cuda_runs_get_larger_batches_unless_the_user_chose_one(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    assert resolve(NOT, "3-5", "quick").train.batch_size == 32 * 4
+    assert resolve(NOT, "3-5", "quick", {"batch_size": 16}).train.batch_size == 16
+    assert resolve(NOT, "3-5", "quick", {"device": "cpu"}).train.batch_size == 32
+    assert resolve(NOT, "3-5", "quick", {"cuda_batch_scale": 1}).train.batch_size == 32
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert resolve(NOT, "3-5", "quick").train.batch_size == 32
