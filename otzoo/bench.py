@@ -5,8 +5,9 @@ Every (solver, dim) cell resolves its config through the normal machinery (`conf
 preset, then the solver's own vector defaults for that dimension (`Solver.pair_presets`), then
 the user's `--set` / `--steps`), builds the solver with `train.build_solver`, and runs
 `solver.step` on `FreshBatches`: P and Q are sampled anew for every batch, as in the benchmark
-papers and the shared trainer (this small loop adds a wall-time cap and no checkpoints). Scores use `evaluate_map` on 2**14 fresh samples with
-one fixed seed, the same for every solver and for the baselines.
+papers and the shared trainer (this small loop adds a wall-time cap and no checkpoints).
+Scores use `evaluate_map` on 2**14 fresh samples with one fixed seed, the same for every solver
+and for the baselines.
 """
 
 from __future__ import annotations
