@@ -289,7 +289,8 @@ def save_scatter_png(
             "[N, d] of one dimension; use save_grid_png for voxels"
         )
     x, y = x.detach().double().cpu(), y.detach().double().cpu()
-    if x.shape[1] == 1:  # a line: spread the points vertically so both sets are visible
+    one_d = x.shape[1] == 1
+    if one_d:  # a line: spread the points vertically so both sets are visible
         x, y = (torch.cat([t, torch.zeros_like(t)], dim=1) for t in (x, y))
     fig = Figure(figsize=(5, 5), dpi=100)
     canvas = FigureCanvasAgg(fig)
@@ -307,7 +308,7 @@ def save_scatter_png(
                 arrowprops={"arrowstyle": "->", "lw": 0.5, "alpha": 0.6},
             )
     ax.set_xlabel("x[0]")
-    ax.set_ylabel("x[1]" if x.shape[1] > 1 else "")
+    ax.set_ylabel("" if one_d else "x[1]")
     ax.legend(loc="best", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
