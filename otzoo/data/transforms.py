@@ -75,6 +75,17 @@ def colorize(
     raise ValueError(f"unknown coloring {coloring!r}; use one of {', '.join(COLORINGS)}")
 
 
+def unit_range(x: torch.Tensor) -> torch.Tensor:
+    """Voxels in [-1, 1] -> [0, 1] as float, NaN as 0, clipped: the scale thresholds use."""
+    return torch.nan_to_num((x.float() + 1.0) / 2.0, nan=0.0).clamp(0.0, 1.0)
+
+
+def lit_voxels(u: torch.Tensor, threshold: float = LIT_THRESHOLD) -> torch.Tensor:
+    """Bool [N, D, H, W]: voxels of `u` ([N, C, D, H, W] in [0, 1], see `unit_range`) whose
+    brightest channel exceeds `threshold`."""
+    return u.amax(dim=1) > threshold
+
+
 def dominant_color(
     x: torch.Tensor, palette: torch.Tensor, threshold: float = LIT_THRESHOLD
 ) -> torch.Tensor:
@@ -92,8 +103,8 @@ def dominant_color(
             f"dominant_color needs x [N, C, D, H, W] and palette [K, C]; got {tuple(x.shape)} "
             f"and {tuple(palette.shape)}"
         )
-    u = torch.nan_to_num((x.float() + 1.0) / 2.0, nan=0.0).clamp(0.0, 1.0)
-    lit = (u.amax(dim=1) > threshold).float()  # [N, D, H, W]
+    u = unit_range(x)
+    lit = lit_voxels(u, threshold).float()  # [N, D, H, W]
     count = lit.sum(dim=(1, 2, 3))
     mean = (u * lit[:, None]).sum(dim=(2, 3, 4)) / count.clamp(min=1.0)[:, None]  # [N, C]
     none = torch.full_like(count, -1, dtype=torch.int64)

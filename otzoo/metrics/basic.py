@@ -61,8 +61,9 @@ def lit_share(tx: torch.Tensor, threshold: float = HAZE_THRESHOLD) -> float:
     `real target` row)."""
     if tx.dim() != 5 or tx.shape[0] == 0:
         raise ValueError(f"lit_share wants voxels [N, C, D, H, W], got {tuple(tx.shape)}")
-    bright = (tx.detach().float().amax(dim=1) + 1) / 2
-    return float((bright > threshold).double().mean())
+    from otzoo.data.transforms import lit_voxels, unit_range
+
+    return float(lit_voxels(unit_range(tx.detach()), threshold).double().mean())
 
 
 def _as_features(a: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
