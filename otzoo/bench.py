@@ -30,7 +30,13 @@ from otzoo.data.vectors import FreshBatches, VectorPairData, load_vector_pair
 from otzoo.errors import ConfigError, DataError
 from otzoo.metrics.uvp import evaluate_map
 from otzoo.registry import get_solver
-from otzoo.runtime import atomic_write_json, check_writable, resolve_device, seed_everything
+from otzoo.runtime import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_writable,
+    resolve_device,
+    seed_everything,
+)
 from otzoo.solver import Solver
 
 DIMS = (2, 4, 8, 16, 32)
@@ -278,7 +284,7 @@ def report_markdown(result: BenchResult) -> str:
         _markdown(*uvp_table(result)),
         "## Cells",
         _markdown(CELL_HEADER, [_cell_row(c) for c in result.cells]),
-        "## Settings (bench overrides and --set, over the solver's quick preset)",
+        "## Settings (the solver's vector defaults and --set, over its quick preset)",
         "\n".join(settings),
     ]
     return "\n\n".join(parts) + "\n"
@@ -286,12 +292,12 @@ def report_markdown(result: BenchResult) -> str:
 
 def plot_uvp(result: BenchResult, path: Path) -> Path:
     """UVP vs dimension, log-log: one line per solver, the best published, [ID] and [L]."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from otzoo.viz import save_figure_png
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig = Figure(figsize=(6.4, 4.4), dpi=120)
+    ax = fig.add_subplot()
     for sid in dict.fromkeys(c.solver for c in result.cells):
         pts = [(c.dim, c.uvp) for c in result.cells if c.solver == sid and c.uvp is not None]
         if pts:
@@ -312,9 +318,7 @@ def plot_uvp(result: BenchResult, path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure_png(fig, path)
 
 
 def write_outputs(result: BenchResult, out: Path) -> None:
@@ -328,7 +332,7 @@ def write_outputs(result: BenchResult, out: Path) -> None:
         k: {str(d): v for d, v in per.items()} for k, per in result.baselines.items()
     }
     atomic_write_json(out / "results.json", full)
-    (out / "report.md").write_text(report_markdown(result))
+    atomic_write_bytes(out / "report.md", report_markdown(result).encode())
     plot_uvp(result, out / "uvp.png")
 
 

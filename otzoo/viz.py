@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -280,7 +281,6 @@ def save_scatter_png(
 ) -> Path:
     """Vector data: the first two coordinates of source and target samples, with arrows from
     the first `arrows` sources to `mapped` (e.g. the true map) when given; saved atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] < 1 or x.shape[1] != y.shape[1]:
@@ -293,7 +293,6 @@ def save_scatter_png(
     if one_d:  # a line: spread the points vertically so both sets are visible
         x, y = (torch.cat([t, torch.zeros_like(t)], dim=1) for t in (x, y))
     fig = Figure(figsize=(5, 5), dpi=100)
-    canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.scatter(x[:, 0], x[:, 1], s=4, alpha=0.5, label="source P")
     ax.scatter(y[:, 0], y[:, 1], s=4, alpha=0.5, label="target Q")
@@ -313,5 +312,13 @@ def save_scatter_png(
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    return save_figure_png(fig, path)
+
+
+def save_figure_png(fig: Any, path: str | Path) -> Path:
+    """Rasterize a matplotlib Figure (Agg, no pyplot state) and save it atomically as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return save_png(np.asarray(canvas.buffer_rgba())[..., :3].copy(), path)
