@@ -24,11 +24,13 @@ from otzoo.judge import Judge, JudgeConfig, get_judge
 from otzoo.metrics import (
     batched_apply,
     color_preservation,
+    color_purity,
     diversity,
     frechet_distance,
     lit_share,
     transport_cost,
     w2_to_target,
+    worst_color_accuracy,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +41,9 @@ if TYPE_CHECKING:
 METRIC_NAMES = (
     "transport_cost",
     "color_preservation",
+    "color_purity",
     "target_accuracy",
+    "worst_color_accuracy",
     "fid",
     "fid_floor",
     "w2_to_target",
@@ -110,14 +114,20 @@ def score_outputs(
         and len(colors) >= n
     ):
         out["color_preservation"] = color_preservation(tx, colors[:n], pal) if finite else NAN
+        if pal.shape[1] > 1:  # one channel ("none" coloring) has no hue to keep
+            out["color_purity"] = color_purity(tx, colors[:n], pal) if finite else NAN
     if judge is not None and judge_applies(data, judge):
         y = data.y_test[:max_samples]
         if finite:
-            pred = judge.predict(tx)
-            out["target_accuracy"] = float((pred == target_digit(data)).double().mean())
+            hits = judge.predict(tx) == target_digit(data)
+            out["target_accuracy"] = float(hits.double().mean())
+            if colors is not None and len(colors) >= n:
+                out["worst_color_accuracy"] = worst_color_accuracy(hits, colors[:n])
             out["fid"] = frechet_distance(judge.features(tx), judge.features(y))
         else:
             out["target_accuracy"] = out["fid"] = NAN
+            if colors is not None:
+                out["worst_color_accuracy"] = NAN
         out["fid_floor"] = fid_floor(data, judge, max_samples, seed)
     if data.kind == "voxel" and tx.dim() == 5:
         out["lit_share"] = lit_share(tx) if finite else NAN

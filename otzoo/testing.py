@@ -71,6 +71,7 @@ def check_solver(
         batches = _Batches(x, y, batch_size)
         for i in range(STEPS):
             losses = solver.step(batches)
+            solver.steps_done = i + 1  # as the trainer does: step-driven schedules see it
             assert isinstance(losses, dict) and losses, f"{cls.id}/{kind}: step must return losses"
             for k, v in losses.items():
                 assert isinstance(v, float), f"{cls.id}/{kind}: loss {k} is {type(v)}, not float"

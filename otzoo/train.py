@@ -163,16 +163,14 @@ def prepare_out(out: Path, run: RunConfig, resume: bool) -> None:
     atomic_write_json(cfg_path, run.to_dict())
 
 
-def amp_dtype(mode: str, device: torch.device, solver: Solver) -> torch.dtype | None:
-    """bf16 autocast: always on CUDA ('auto') unless the solver needs fp32 (e.g. double
-    backward through convex potentials); on CPU only when asked, as it rarely pays there."""
-    if mode == "off":
-        return None
-    if mode == "bf16":
-        return torch.bfloat16
-    if mode == "auto":
-        return torch.bfloat16 if device.type == "cuda" and solver.amp_safe else None
-    raise ConfigError(f"--set amp={mode}: choose auto, bf16 or off")
+def amp_dtype(mode: str, device: torch.device, solver: Solver | type[Solver]) -> torch.dtype | None:
+    """bf16 autocast: 'auto' turns it on for CUDA, 'bf16' on any device (on CPU it rarely
+    pays), 'off' never; a solver whose losses need fp32 (`amp_safe = False`: double backward
+    through convex potentials, float64 fits) always runs in fp32."""
+    if mode not in ("auto", "bf16", "off"):
+        raise ConfigError(f"--set amp={mode}: choose auto, bf16 or off")
+    wanted = mode == "bf16" or (mode == "auto" and device.type == "cuda")
+    return torch.bfloat16 if wanted and solver.amp_safe else None
 
 
 def train(

@@ -27,16 +27,13 @@ from otzoo.data.vectors import W2_ENV, known_map_pair, load_vector_pair
 from otzoo.errors import ConfigError
 from otzoo.registry import get_solver, list_solvers
 from otzoo.solver import Solver
-from tests.conftest import w2_dir
+from tests.conftest import w2_dir, w2_required
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 W2_DIR = w2_dir()
-needs_w2 = pytest.mark.skipif(
-    not all((W2_DIR / f"{d}_v2.pt").is_file() for d in DIMS),
-    reason=f"W2 benchmark files not found (tried {W2_DIR}); set {W2_ENV}",
-)
+needs_w2 = w2_required(DIMS)
 
 
 class _VoxelOnly(Solver):
@@ -143,15 +140,17 @@ def test_untrained_residual_map_scores_as_the_identity():
     assert cell.uvp == pytest.approx(ident["l2_uvp"], rel=1e-6)
 
 
-def test_training_improves_on_a_gaussian_pair():
-    data = load_vector_pair(parse_pair("gauss:2"), seed=0, n_train=64, n_test=8)
+def test_training_learns_the_map_of_a_gaussian_pair():
+    """gauss:2:1 (tests/test_learning.py): the identity scores 100.6%, the constant map to Q's
+    mean 101.6% and the mean shift 44.7%; a trained cell must be far below all three."""
+    data = load_vector_pair(parse_pair("gauss:2:1"), seed=0, n_train=64, n_test=8)
     sets = {"steps": 300, "batch_size": 128, "t_iters": 3, "lr_t": 3e-3, "lr_f": 3e-3}
-    run = resolve(get_solver("not"), "gauss:2", "tiny", sets, seed=0)
+    run = resolve(get_solver("not"), "gauss:2:1", "tiny", sets, seed=0)
     cell = train_cell(run, data)
     base = baselines(data.known, seed=0)
     assert cell.status == "ok" and cell.steps == 300 and cell.cpu_s > 0
-    assert cell.uvp < 0.5 * base["[ID]"]["l2_uvp"]
-    assert 0.8 < cell.cosine <= 1.0
+    assert base["[ID]"]["l2_uvp"] > 90 and cell.uvp < 5.0
+    assert cell.cosine > 0.99
 
 
 def test_diverged_cell_is_recorded_and_reported(tmp_path):

@@ -11,7 +11,8 @@ from tests.conftest import TINY, run_cli
 
 
 def assert_one_line_error(res, *needles):
-    assert res.returncode != 0
+    """A user error: exit status exactly 2, one line on stderr naming the problem, no traceback."""
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
     err = res.stderr.strip()
     assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
     assert len(err.splitlines()) == 1, err

@@ -4,6 +4,7 @@ and errors refused before anything is written."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -14,6 +15,7 @@ from otzoo.errors import CheckpointError, ConfigError
 from otzoo.evaluate import METRIC_NAMES
 from otzoo.judge import JudgeConfig
 from tests.conftest import run_cli
+from tests.test_cli import assert_one_line_error
 
 TINY_JUDGE = JudgeConfig(epochs=1, min_steps=20, batch_size=16, base=4, feature_dim=16)
 DETERMINISTIC_KEYS = set(METRIC_NAMES) - {"diversity", "mse_to_clean"}
@@ -83,10 +85,7 @@ def test_cli_compare_writes_everything(tmp_path):
 def test_unknown_solver_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "cmp"
     res = run_cli("compare", "--solvers", "not,nott", "--pair", "3-5", "--out", str(out))
-    assert res.returncode != 0
-    err = res.stderr.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in res.stderr
-    assert "unknown solver 'nott'" in err and "not-weak" in err
+    assert_one_line_error(res, "unknown solver 'nott'", "not-weak")
     assert not out.exists()
 
 
@@ -168,3 +167,67 @@ def test_diverged_solver_is_a_nan_row_not_a_crash(tmp_path, monkeypatch):
     assert math.isfinite(res.rows["not-weak"]["fid"])  # the other solver is still scored
     assert json.loads((tmp_path / "x" / "metrics.json").read_text())["not"]["fid"] is None
     assert "diverged" in (tmp_path / "x" / "report.md").read_text()
+
+
+def test_threads_apply_to_the_run_and_are_restored(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    compare(tiny_request(tmp_path / "t", solvers=("not",), threads=before + 1), log=quiet)
+    assert f"torch CPU threads: {before + 1}" in (tmp_path / "t" / "report.md").read_text()
+    assert torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match="--threads 0"):
+        compare(tiny_request(tmp_path / "z", threads=0), log=quiet)
+    assert not (tmp_path / "z").exists()
+
+
+def test_sample_rows_are_the_inputs_then_each_solvers_maps(tmp_path):
+    """samples.png: the first row holds n test inputs, each next row one solver's outputs for
+    exactly those inputs (in the order the solvers were listed)."""
+    import torch
+
+    from otzoo.compare import sample_rows
+    from otzoo.data import load_pair
+    from otzoo.train import build_solver, map_in_batches
+
+    entries, pair, seed = plan(tiny_request(tmp_path / "s", solvers=("not", "pot-linear")))
+    data = load_pair(pair, entries[0].run.data, seed=seed)
+    for e in entries:
+        e.solver = build_solver(e.run, data, torch.device("cpu"))
+    with torch.no_grad():  # give the residual map a visible effect
+        next(iter(entries[0].solver.T.head.parameters())).add_(0.5)
+    entries[1].solver.step(_AllBatches(data))  # fit the discrete baseline
+    rows, labels = sample_rows(entries, data, 4, seed)
+    assert labels == ["input", "not", "pot-linear"] and len(rows) == 3
+    x = rows[0]
+    assert x.shape == (4, *data.x_shape)
+    assert any(torch.equal(x[0], t) for t in data.x_test)  # real test inputs
+    for e, row in zip(entries, rows[1:], strict=True):
+        assert torch.allclose(row, map_in_batches(e.solver, x).clamp(-1, 1))
+        assert not torch.equal(row, x)
+
+
+class _AllBatches:
+    def __init__(self, data):
+        self.x_all, self.y_all, self.batch_size = data.x_train, data.y_train, 8
+
+
+def test_a_baseline_that_maps_threes_to_fives_beats_the_identity(
+    tmp_path, monkeypatch, judge8, judge8_cache
+):
+    """With a judge that discriminates (judge8, reused from its cache through the same key),
+    the harness scores a real 3 -> 5 map far above the identity row, and the real target row
+    at the judge's own accuracy on fives."""
+    from otzoo.judge import JudgeConfig
+    from tests.conftest import JUDGE_DATA_SETTINGS, JUDGE_SETTINGS
+
+    monkeypatch.setenv("OTZOO_CACHE", str(judge8_cache))
+    sets = tuple(f"{k}={v}" for k, v in JUDGE_DATA_SETTINGS.items())
+    req = tiny_request(tmp_path / "j", solvers=("pot-sinkhorn",), sets=sets)
+    res = compare(dataclasses.replace(req, judge=JudgeConfig(**JUDGE_SETTINGS)), log=quiet)
+    assert res.judge.key == judge8.key
+    rows = res.rows
+    assert rows["identity"]["target_accuracy"] <= 0.1
+    assert rows["pot-sinkhorn"]["target_accuracy"] >= 0.6
+    assert rows["pot-sinkhorn"]["fid"] < 0.5 * rows["identity"]["fid"]
+    assert rows["real target"]["target_accuracy"] >= 0.7

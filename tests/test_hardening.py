@@ -102,15 +102,21 @@ def _weights(out):
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    """Kill a long run once its first checkpoint exists, read where the kill landed (the newest
+    checkpoint), resume 4 steps past it, and compare with a clean run of that length."""
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     proc = _popen_train(killed, 400)
     _wait_for_checkpoint(killed, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert list_checkpoints(killed / "ckpt"), "the atomic checkpoint survived the kill"
-    res = run_cli("train", "--resume", "--steps", "8", "--out", str(killed), "--quiet")
+    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    landed = load_checkpoint(list_checkpoints(killed / "ckpt")[-1])["step"]
+    assert 2 <= landed < 400 and landed % 2 == 0  # the atomic checkpoint survived the kill
+    target = landed + 4
+    res = run_cli("train", "--resume", "--steps", str(target), "--out", str(killed), "--quiet")
     assert res.returncode == 0, res.stderr
-    assert run_cli(*train_args(clean, 8, "--set", "ckpt_every=2")).returncode == 0
+    assert load_checkpoint(list_checkpoints(killed / "ckpt")[-1])["step"] == target
+    assert run_cli(*train_args(clean, target, "--set", "ckpt_every=2")).returncode == 0
     wa, wb = _weights(killed), _weights(clean)
     for net in ("T", "f"):
         assert all(torch.equal(wa[net][k], wb[net][k]) for k in wa[net]), net

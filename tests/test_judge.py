@@ -10,7 +10,7 @@ import torch
 import otzoo.judge as judge_mod
 from otzoo.data import DataConfig, load_digit_set
 from otzoo.judge import JudgeConfig, cache_dir, get_judge, judge_key, list_judges
-from tests.conftest import run_cli
+from tests.conftest import JUDGE_DATA_SETTINGS, run_cli
 
 DATA = DataConfig(grid=8, max_per_digit=20)
 TINY_JUDGE = JudgeConfig(epochs=1, min_steps=20, batch_size=16, base=4, feature_dim=16)
@@ -24,8 +24,17 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One tiny judge trained into an empty cache, with a count of trainings."""
+    """One tiny judge trained into an empty cache (plumbing only: it does not discriminate)."""
     root = tmp_path_factory.mktemp("judge_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OTZOO_CACHE", str(root))
+        judge = get_judge(DATA, 0, TINY_JUDGE)
+    return {"judge": judge, "cache": root / "judges"}
+
+
+@pytest.fixture
+def count_trainings(monkeypatch):
+    """Calls of train_judge made during this test only."""
     calls: list[int] = []
     real_train = judge_mod.train_judge
 
@@ -33,11 +42,22 @@ def trained(tmp_path_factory):
         calls.append(1)
         return real_train(*args, **kwargs)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OTZOO_CACHE", str(root))
-        mp.setattr(judge_mod, "train_judge", counting)
-        judge = get_judge(DATA, 0, TINY_JUDGE)
-        yield {"judge": judge, "calls": calls, "cache": root / "judges"}
+    monkeypatch.setattr(judge_mod, "train_judge", counting)
+    return calls
+
+
+def test_small_judge_tells_digits_apart(judge8):
+    """The judge the metric tests rely on (tests/conftest.py) really classifies: a judge that
+    never trained, or one that predicts a class or two, fails here."""
+    ds = load_digit_set(DataConfig(**JUDGE_DATA_SETTINGS), 0)
+    x, y = ds.volumes[ds.is_test], ds.digit[ds.is_test]
+    pred = judge8.predict(x)
+    assert judge8.accuracy >= 0.8 and judge8.accuracy == pytest.approx(
+        float((pred == y).double().mean())
+    )
+    assert len(pred.unique()) == 10
+    assert float((pred[y == 5] == 5).double().mean()) >= 0.7  # fives are found
+    assert float((pred[y == 3] == 5).double().mean()) <= 0.1  # threes are not fives
 
 
 def test_cache_dir_follows_env(cache):
@@ -57,15 +77,16 @@ def test_key_depends_on_every_setting():
     assert base not in others and len(others) == 5
 
 
-def test_trains_once_then_loads_from_cache(trained):
-    first, calls, cache = trained["judge"], trained["calls"], trained["cache"]
+def test_trains_once_then_loads_from_cache(trained, monkeypatch, count_trainings):
+    first, cache = trained["judge"], trained["cache"]
     key = judge_key(DATA, 0, TINY_JUDGE)
     weights, meta = cache / f"{key}.pt", cache / f"{key}.json"
-    assert weights.is_file() and meta.is_file() and len(calls) == 1
+    assert weights.is_file() and meta.is_file()
     mtime = weights.stat().st_mtime_ns
 
+    monkeypatch.setenv("OTZOO_CACHE", str(cache.parent))
     second = get_judge(DATA, 0, TINY_JUDGE)
-    assert len(calls) == 1 and weights.stat().st_mtime_ns == mtime
+    assert count_trainings == [] and weights.stat().st_mtime_ns == mtime
     assert second.key == first.key == key and second.accuracy == first.accuracy
     # a plain state_dict: loadable with weights_only=True, and identical predictions
     state = torch.load(weights, weights_only=True)
@@ -89,13 +110,13 @@ def test_trains_on_train_split_only_and_measures_on_test(trained):
     assert j.predict(x_test).dtype == torch.int64
 
 
-def test_corrupt_cache_is_retrained_not_fatal(trained, cache):
+def test_corrupt_cache_is_retrained_not_fatal(trained, cache, count_trainings):
     j = trained["judge"]
     cache.mkdir(parents=True)
     (cache / f"{j.key}.json").write_text(json.dumps(j.info))
     (cache / f"{j.key}.pt").write_bytes(b"not a torch file")
     again = get_judge(DATA, 0, TINY_JUDGE)
-    assert again.key == j.key
+    assert again.key == j.key and count_trainings == [1]
     torch.load(cache / f"{j.key}.pt", weights_only=True)  # rewritten, loadable
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 
 from otzoo import registry
 from otzoo.config import parse_overrides, resolve
-from otzoo.errors import CheckpointError, DivergenceError
+from otzoo.errors import CheckpointError, ConfigError, DivergenceError
 from otzoo.runtime import list_checkpoints, load_checkpoint
 from otzoo.train import train
 
@@ -121,3 +122,37 @@ def test_known_map_pairs_train_on_fresh_draws_and_resume_exactly(tmp_path, monke
     sa = load_checkpoint(list_checkpoints(a / "ckpt")[-1])["state"]["modules"]["T"]
     sb = load_checkpoint(list_checkpoints(b / "ckpt")[-1])["state"]["modules"]["T"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("solver_id", registry.list_solvers())
+def test_amp_dtype_follows_mode_device_and_the_solvers_amp_safe(solver_id):
+    from otzoo.train import amp_dtype
+
+    cls = registry.get_solver(solver_id)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    bf16 = torch.bfloat16 if cls.amp_safe else None
+    assert amp_dtype("off", cpu, cls) is None and amp_dtype("off", cuda, cls) is None
+    assert amp_dtype("auto", cpu, cls) is None and amp_dtype("auto", cuda, cls) is bf16
+    assert amp_dtype("bf16", cpu, cls) is bf16 and amp_dtype("bf16", cuda, cls) is bf16
+    with pytest.raises(ConfigError, match="amp=fp8"):
+        amp_dtype("fp8", cpu, cls)
+    # the built-ins' facts: the saddle solvers are bf16-safe, double backward / float64 is not
+    expected = {"not": True, "not-weak": True, "otm": True, "w2gn": False, "amortized": False}
+    assert cls.amp_safe is expected.get(solver_id, cls.amp_safe)
+
+
+def test_cpu_bf16_run_trains_under_autocast(tmp_path, monkeypatch):
+    seen: list[tuple[bool, torch.dtype]] = []
+    real_step = NOT.step
+
+    def step(self, batches):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return real_step(self, batches)
+
+    monkeypatch.setattr(NOT, "step", step)
+    res = train(tiny_run(3, amp="bf16"), tmp_path / "run", show_progress=False)
+    assert seen == [(True, torch.bfloat16)] * 3
+    assert res.steps == 3 and all(math.isfinite(v) for v in res.metrics.values())
+    seen.clear()
+    train(tiny_run(2, amp="off"), tmp_path / "off", show_progress=False)
+    assert [on for on, _ in seen] == [False, False]

@@ -24,6 +24,7 @@ MIN_INTENSITY = 1.0 / 255.0  # below one gray level a voxel is empty (drops resa
 HUE_BIN_MARGIN = 0.02  # hues stay this share of a bin away from its edges: labels are unambiguous
 LIT_THRESHOLD = 0.15  # a voxel is lit when its brightest channel, in [0, 1], exceeds this
 CHROMA_EPS = 1e-3  # a mean lit color closer than this to gray has no dominant color
+VOXEL_CHROMA = 0.05  # a lit voxel closer than this to gray (rgby strokes at V ~ 1) has no hue
 
 
 def palette(coloring: str) -> torch.Tensor:
@@ -110,13 +111,18 @@ def dominant_color(
     none = torch.full_like(count, -1, dtype=torch.int64)
     if x.shape[1] == 1:
         return torch.where(count > 0, torch.zeros_like(none), none)
-    chroma = mean - mean.mean(dim=1, keepdim=True)
-    ref = palette.to(device=x.device, dtype=torch.float32)
+    return torch.where(count > 0, nearest_hue(mean, palette, CHROMA_EPS), none)
+
+
+def nearest_hue(colors: torch.Tensor, palette: torch.Tensor, min_chroma: float) -> torch.Tensor:
+    """Palette index of each color [..., C] (in [0, 1]) by hue: both sides centered (gray part
+    removed) and compared by cosine; -1 where the color is closer than `min_chroma` to gray.
+    (rgby red is (1, V, V) for any brightness V: only the direction around gray names it.)"""
+    chroma = colors - colors.mean(dim=-1, keepdim=True)
+    ref = palette.to(device=colors.device, dtype=torch.float32)
     ref = ref - ref.mean(dim=1, keepdim=True)
-    cosine = F.normalize(chroma, dim=1) @ F.normalize(ref, dim=1).T  # [N, K]
-    labels = cosine.argmax(dim=1)
-    ok = (count > 0) & (chroma.norm(dim=1) > CHROMA_EPS)
-    return torch.where(ok, labels, none)
+    labels = (F.normalize(chroma, dim=-1) @ F.normalize(ref, dim=1).T).argmax(dim=-1)
+    return torch.where(chroma.norm(dim=-1) > min_chroma, labels, torch.full_like(labels, -1))
 
 
 # ----------------------------------------------------------------------------- 2D -> 3D

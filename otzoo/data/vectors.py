@@ -12,9 +12,9 @@ never seen as a source. The benchmark papers train on fresh samples at every ste
 trainer draws batches from fixed tensors, so `load_pair` gives a large set (N_TRAIN), and the
 benchmark (`otzoo.bench`) uses `FreshBatches`, which samples P and Q anew for every batch.
 
-The W2 weights folder is taken, in order, from an explicit argument (`otzoo bench w2
---weights DIR`), the environment variable OTZOO_W2BENCH_DIR, or `<repo>/../shared/data/
-w2bench-mix3tomix10`; a missing file is a one-line DataError naming it.
+The W2 weights folder is taken from an explicit argument (`otzoo bench w2 --weights DIR`),
+else from the environment variable OTZOO_W2BENCH_DIR; without either, or with a missing file,
+a `w2:` pair is a one-line DataError saying which.
 """
 
 from __future__ import annotations
@@ -89,19 +89,21 @@ def _build_gauss(m: re.Match[str], raw: str) -> PairSpec:
     return VectorSpec(raw=raw, kind="gauss", dim=dim, pair_seed=pair_seed)
 
 
-def default_w2_dir() -> Path:
-    """Where the W2 benchmark files are looked for when no folder is passed explicitly."""
+def default_w2_dir() -> Path | None:
+    """Where the W2 benchmark files are when no folder is passed: $OTZOO_W2BENCH_DIR, or None."""
     env = os.environ.get(W2_ENV, "").strip()
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    return repo.parent / "shared" / "data" / W2_DIRNAME
+    return Path(env) if env else None
 
 
 def known_map_pair(spec: PairSpec, weights_dir: str | Path | None = None) -> KnownMapPair:
     """The sampler and true map of a `w2:` / `gauss:` spec (cached: the W2 setup costs seconds)."""
     if spec.kind == "w2":
         folder = Path(weights_dir) if weights_dir is not None else default_w2_dir()
+        if folder is None:
+            raise DataError(
+                f"pair {spec.raw!r} needs the W2 benchmark files ({W2_DIRNAME}); set "
+                f"{W2_ENV}=DIR to the folder holding {spec.dim}_v1.pt and {spec.dim}_v2.pt"
+            )
         return _cached_w2(spec.dim, str(folder.resolve()))
     if spec.kind == "gauss":
         return _cached_gauss(spec.dim, spec.pair_seed)

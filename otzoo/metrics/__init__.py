@@ -3,17 +3,20 @@
 from otzoo.metrics.basic import (
     batched_apply,
     color_preservation,
+    color_purity,
     diversity,
     frechet_distance,
     lit_share,
     transport_cost,
     w2_to_target,
+    worst_color_accuracy,
 )
 from otzoo.metrics.uvp import cosine_metric, evaluate_map, l2_uvp
 
 __all__ = [
     "batched_apply",
     "color_preservation",
+    "color_purity",
     "cosine_metric",
     "diversity",
     "evaluate_map",
@@ -22,4 +25,5 @@ __all__ = [
     "lit_share",
     "transport_cost",
     "w2_to_target",
+    "worst_color_accuracy",
 ]

@@ -49,6 +49,43 @@ def color_preservation(
     return float((pred == labels.cpu().to(pred.dtype)).double().mean())
 
 
+def color_purity(tx: torch.Tensor, color_labels: torch.Tensor, palette: torch.Tensor) -> float:
+    """Mean over outputs of the share of their colored lit voxels whose hue is the input's color.
+
+    Where `color_preservation` votes on the mean color (a map that speckles a digit with other
+    colors over a colored fog still passes it), this looks at every voxel: lit (brightest
+    channel above LIT_THRESHOLD) and not gray (rgby strokes at full brightness are white and
+    carry no hue), the nearest palette hue must be the input's. An output with no such voxel
+    scores 0 (it kept no color). Inputs and real digits score 1.
+    """
+    from otzoo.data.transforms import VOXEL_CHROMA, lit_voxels, nearest_hue, unit_range
+
+    labels = torch.as_tensor(color_labels).reshape(-1).cpu()
+    if tx.dim() != 5 or tx.shape[0] != labels.shape[0] or labels.shape[0] == 0:
+        raise ValueError(
+            f"color_purity: needs outputs [N, C, D, H, W] and N color labels; got "
+            f"{tuple(tx.shape)} and {labels.shape[0]} labels"
+        )
+    u = unit_range(tx.detach()).cpu()
+    hue = nearest_hue(u.movedim(1, -1), palette.cpu(), VOXEL_CHROMA)  # [N, D, H, W]
+    colored = lit_voxels(u) & (hue >= 0)
+    right = colored & (hue == labels.view(-1, 1, 1, 1))
+    n_colored = colored.flatten(1).sum(1).double()
+    share = right.flatten(1).sum(1).double() / n_colored.clamp(min=1)
+    return float(share.mean())
+
+
+def worst_color_accuracy(hits: torch.Tensor, color_labels: torch.Tensor) -> float:
+    """Lowest, over the input colors present, of the share of hits (e.g. outputs the judge calls
+    the target digit) among that color's inputs: a map that works for two colors of four is
+    caught here while its overall accuracy still looks fine."""
+    hits = torch.as_tensor(hits).reshape(-1).double().cpu()
+    labels = torch.as_tensor(color_labels).reshape(-1).cpu()
+    if hits.shape != labels.shape or hits.numel() == 0:
+        raise ValueError(f"worst_color_accuracy: {hits.numel()} hits, {labels.numel()} labels")
+    return min(float(hits[labels == c].mean()) for c in labels.unique())
+
+
 HAZE_THRESHOLD = 0.1  # of the [0, 1] brightness: real digits are exactly 0 off the stroke
 
 

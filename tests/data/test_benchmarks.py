@@ -3,9 +3,7 @@ identity / linear L2-UVP, Gaussian pairs have the right closed form, errors name
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,17 +20,16 @@ from otzoo.data.benchmarks import (
 from otzoo.errors import DataError
 from otzoo.metrics.uvp import evaluate_map
 from otzoo.nets.icnn import DenseICNN
+from tests.conftest import w2_dir, w2_required
 
-W2_DIR = Path(os.environ.get("OTZOO_W2BENCH_DIR", "/work/shared/data/w2bench-mix3tomix10"))
+W2_DIR = w2_dir()
 DIMS = (2, 4, 8, 16, 32)
+FILES = [f"{d}_{v}{c}.pt" for d in DIMS for v in ("v1", "v2") for c in ("", "_conj")]
 # Published figures (README of the benchmark folder): identity and linear L2-UVP, 2**14 samples.
 PUBLISHED_ID = {2: 32.7, 4: 42.0, 8: 58.6, 16: 87.0, 32: 121.0}
 PUBLISHED_L = {2: 14.1, 4: 14.9, 8: 27.3, 16: 41.6, 32: 55.3}
 
-needs_w2 = pytest.mark.skipif(
-    not (W2_DIR / "2_v1.pt").is_file(),
-    reason=f"W2 benchmark files not at {W2_DIR}; set OTZOO_W2BENCH_DIR",
-)
+needs_w2 = w2_required(DIMS)
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -78,9 +75,10 @@ def test_mix3_sampler_moments_and_reproducibility():
 
 
 @needs_w2
-@pytest.mark.parametrize("path", sorted(W2_DIR.glob("*.pt")), ids=lambda p: p.name)
-def test_every_benchmark_file_loads_strictly(path):
-    dim = int(path.name.split("_")[0])
+@pytest.mark.parametrize("name", FILES)
+def test_every_benchmark_file_loads_strictly(name):
+    path = W2_DIR / name
+    dim = int(name.split("_")[0])
     net = DenseICNN(dim)
     net.load_state_dict(torch.load(path, weights_only=True), strict=True)
     out = net(torch.randn(4, dim, generator=_gen(0)))

@@ -17,13 +17,10 @@ from otzoo.data.vectors import (
     load_vector_pair,
 )
 from otzoo.errors import DataError
-from tests.conftest import w2_dir
+from tests.conftest import w2_dir, w2_required
 
 W2_DIR = w2_dir()
-needs_w2 = pytest.mark.skipif(
-    not (W2_DIR / "2_v1.pt").is_file(),
-    reason=f"W2 benchmark files not found (tried {W2_DIR}); set {W2_ENV}",
-)
+needs_w2 = w2_required((2,))
 
 
 def test_specs_parse_to_vector_kinds():
@@ -123,3 +120,11 @@ def test_w2_missing_weights_is_one_line_error_naming_the_file(tmp_path, monkeypa
     monkeypatch.setenv(W2_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(DataError, match="2_v1.pt"):
         load_pair("w2:2")
+
+
+def test_w2_without_a_folder_names_the_variable(monkeypatch):
+    monkeypatch.delenv(W2_ENV, raising=False)
+    assert default_w2_dir() is None
+    with pytest.raises(DataError, match=W2_ENV) as err:
+        load_pair("w2:3")
+    assert "3_v1.pt" in str(err.value) and "\n" not in str(err.value)

@@ -11,11 +11,13 @@ import otzoo.data.transforms as transforms
 from otzoo.metrics import (
     batched_apply,
     color_preservation,
+    color_purity,
     diversity,
     frechet_distance,
     lit_share,
     transport_cost,
     w2_to_target,
+    worst_color_accuracy,
 )
 
 
@@ -220,3 +222,39 @@ def test_lit_share_counts_voxels_above_the_haze_threshold():
     assert lit_share(haze - 0.2) == 0.0  # brightness 0.05: below 0.1
     with pytest.raises(ValueError, match="voxels"):
         lit_share(torch.zeros(4, 3))
+
+
+# ----------------------------------------------------------------------------- per-color metrics
+
+
+def _voxels(colors: list[list[tuple[float, float, float]]]) -> torch.Tensor:
+    """[N, 3, 1, 1, K]: sample i holds the K voxel colors colors[i] (in [0, 1])."""
+    t = torch.tensor(colors, dtype=torch.float32)  # [N, K, 3]
+    return (t.permute(0, 2, 1)[:, :, None, None, :] * 2 - 1).contiguous()
+
+
+def test_color_purity_counts_colored_lit_voxels_of_the_input_color():
+    pal = transforms.palette("rgby")  # red, yellow, green, blue at V = 0.5
+    red, blue, white, dark = (1, 0.4, 0.4), (0.3, 0.3, 1), (1, 1, 1), (0.05, 0.0, 0.0)
+    x = _voxels(
+        [
+            [red, red, red, blue],  # 3 of 4 colored voxels red
+            [red, white, white, dark],  # one colored voxel (white is gray, dark is unlit): red
+            [white, dark, dark, dark],  # no colored voxel at all: scores 0
+        ]
+    )
+    labels = torch.tensor([0, 0, 0])
+    assert color_purity(x, labels, pal) == pytest.approx((0.75 + 1.0 + 0.0) / 3)
+    assert color_purity(x, torch.tensor([3, 3, 3]), pal) == pytest.approx(0.25 / 3)
+    with pytest.raises(ValueError, match="color labels"):
+        color_purity(x, labels[:2], pal)
+
+
+def test_worst_color_accuracy_is_the_minimum_over_present_colors():
+    hits = torch.tensor([True, True, False, True, False, False])
+    colors = torch.tensor([0, 0, 1, 1, 3, 3])  # color 2 absent
+    assert worst_color_accuracy(hits, colors) == 0.0
+    assert worst_color_accuracy(hits[:4], colors[:4]) == 0.5
+    assert worst_color_accuracy(torch.ones(4, dtype=torch.bool), colors[:4]) == 1.0
+    with pytest.raises(ValueError):
+        worst_color_accuracy(hits, colors[:3])

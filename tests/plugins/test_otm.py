@@ -15,6 +15,7 @@ from otzoo.solver import PairInfo
 from otzoo.testing import check_solver
 from otzoo.train import build_solver, train
 from otzoo_plugins.otm import OTM, upsample
+from tests.conftest import Batches, fit
 
 LATENT = PairInfo(kind="voxel", x_shape=(3, 4, 4, 4), y_shape=(3, 8, 8, 8))
 
@@ -54,18 +55,63 @@ def test_upsample_is_trilinear_resize():
     assert torch.allclose(up, torch.tensor([0.0, 0.25, 0.75, 1.0]))
 
 
-def test_latent_source_trains_with_the_go_term():
+def two_templates(n: int, g: torch.Generator) -> torch.Tensor:
+    """Targets for the latent path: one of two fixed 3 x 8^3 volumes (front or back half lit),
+    plus a little noise."""
+    k = torch.randint(2, (n, 1, 1, 1, 1), generator=g)
+    front = torch.arange(8).view(1, 1, 1, 8, 1) < 4
+    base = torch.where(front == (k == 0), 0.8, -1.0).expand(n, 3, 8, 8, 8)
+    return (base + 0.05 * torch.randn(n, 3, 8, 8, 8, generator=g)).clamp(-1, 1)
+
+
+def latents(n: int, g: torch.Generator) -> torch.Tensor:
+    return torch.randn(n, 3, 2, 2, 2, generator=g)
+
+
+def test_latent_source_has_a_learning_signal():
+    """From 3 x 2^3 noise to 3 x 8^3 volumes: within 30 steps the potential learns to price
+    generated samples above real ones (the gap is ~0 untrained, >= 0.09 trained on three seeds,
+    2026-12-02) and the GO term is computed; a no-op step leaves the gap at ~0."""
+    z = latents(64, torch.Generator().manual_seed(3))
+    y = two_templates(64, torch.Generator().manual_seed(9))
     torch.manual_seed(0)
-    cfg = OTM.make_config({**OTM.presets["tiny"], "lam_go": 10.0})
-    solver = OTM(cfg, LATENT, torch.device("cpu"))
-    batches = Fixed(torch.randn(6, 3, 4, 4, 4), torch.rand(6, 3, 8, 8, 8) * 2 - 1)
-    for _ in range(2):
-        losses = solver.step(batches)
+    cfg = OTM.make_config({**OTM.presets["tiny"], "lr_t": 1e-3, "lr_psi": 1e-3, "lam_go": 1.0})
+    solver = OTM(cfg, PairInfo("voxel", (3, 2, 2, 2), (3, 8, 8, 8)), torch.device("cpu"))
+
+    def gap() -> float:
+        with torch.no_grad():
+            return float(solver.psi(solver.transport(z)).mean() - solver.psi(y).mean())
+
+    assert abs(gap()) < 0.02
+    losses = fit(solver, Batches(latents, two_templates, 16), 30)
     assert set(losses) == {"loss_t", "loss_psi", "go"}
-    assert all(math.isfinite(v) for v in losses.values())
+    assert all(math.isfinite(v) for v in losses.values()) and losses["go"] > 0
+    assert gap() > 0.05
     with torch.no_grad():
-        out = solver.transport(batches.x_all)
-    assert out.shape == (6, 3, 8, 8, 8) and torch.isfinite(out).all()
+        out = solver.transport(z)
+    assert out.shape == (64, 3, 8, 8, 8) and torch.isfinite(out).all()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14: otm's latent path diverges (outputs grow to +-10 within 150 steps, "
+    "farther from the targets than their mean); remove this mark when it learns",
+)
+def test_latent_path_generates_the_targets():
+    """A generator of the two template volumes must end closer to them (W2) than the constant
+    map to their mean (0.79; a sample of the targets themselves: 0.08)."""
+    from otzoo.metrics import w2_to_target
+
+    y = two_templates(256, torch.Generator().manual_seed(9))
+    constant = w2_to_target(y.mean(0, keepdim=True).expand_as(y), y)
+    torch.manual_seed(0)
+    cfg = OTM.make_config({**OTM.presets["tiny"], "lr_t": 1e-3, "lr_psi": 1e-3})
+    solver = OTM(cfg, PairInfo("voxel", (3, 2, 2, 2), (3, 8, 8, 8)), torch.device("cpu"))
+    fit(solver, Batches(latents, two_templates, 32), 300)
+    with torch.no_grad():
+        out = solver.transport(latents(256, torch.Generator().manual_seed(3)))
+    assert w2_to_target(out, y) < 0.5 * constant
 
 
 def test_go_penalty_known_values():

@@ -1,0 +1,121 @@
+"""NOT: the gamma-weak term really runs (its arithmetic, its ramp through the trainer, a
+stochastic map), and the EMA map (update arithmetic, use for transport, exact resume)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from otzoo.config import resolve
+from otzoo.evaluate import evaluate
+from otzoo.registry import get_solver
+from otzoo.runtime import list_checkpoints, load_checkpoint
+from otzoo.solver import PairInfo
+from otzoo.train import train
+from otzoo_plugins.neural_ot import ema_update
+from tests.conftest import Batches, fit
+
+WEAK = get_solver("not-weak")
+NOT = get_solver("not")
+VEC2 = PairInfo(kind="vector", x_shape=(2,), y_shape=(2,))
+
+
+def gaussians(batch_size: int = 32) -> Batches:
+    return Batches(
+        lambda n, g: torch.randn(n, 2, generator=g),
+        lambda n, g: 0.5 * torch.randn(n, 2, generator=g) + 2.0,
+        batch_size,
+    )
+
+
+def test_weak_term_is_gamma_times_the_variance():
+    """For the same T, f and noise, the T loss at gamma g is the strong one minus g x Var."""
+    torch.manual_seed(0)
+    solver = WEAK(
+        WEAK.make_config({"gamma": 0.5, "gamma_ramp_steps": 10, "z_size": 4}),
+        VEC2,
+        torch.device("cpu"),
+    )
+    with torch.no_grad():  # a map that uses its noise, so the variance is not zero
+        for p in solver.T.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(16, 2)
+    values = {}
+    for steps_done in (0, 5, 10, 20):  # gamma 0, 0.25, 0.5 (ramp end), 0.5
+        solver.steps_done = steps_done
+        torch.manual_seed(1)
+        loss, logs = solver._t_loss(x)
+        values[steps_done] = (float(loss.detach()), float(logs["variance"]), float(logs["gamma"]))
+    strong, var, gamma0 = values[0]
+    assert gamma0 == 0.0 and var > 1e-3
+    for steps_done, gamma in ((5, 0.25), (10, 0.5), (20, 0.5)):
+        loss, var_again, logged = values[steps_done]
+        assert logged == pytest.approx(gamma) and var_again == pytest.approx(var)
+        assert loss == pytest.approx(strong - gamma * var, rel=1e-5, abs=1e-7)
+
+
+def test_gamma_ramps_as_the_trainer_advances_and_the_map_turns_stochastic(tmp_path):
+    """Trained through `otzoo.train` (which owns steps_done): gamma reaches its final value, and
+    the map, which ignores its noise at init (zero head: diversity exactly 0), uses it."""
+    run = resolve(WEAK, "3-5", "tiny", {"steps": 6, "gamma_ramp_steps": 4, "gamma": 0.66})
+    result = train(run, tmp_path / "run", show_progress=False)
+    solver = result.solver
+    assert solver.steps_done == 6 and solver.gamma == pytest.approx(0.66)
+    from otzoo.data import load_pair
+
+    data = load_pair("3-5", run.data, seed=0)
+    untrained = WEAK(run.solver_config, solver.info, torch.device("cpu"))
+    untrained.train_mode(False)
+    kw = {"stochastic": True, "max_samples": 8, "diversity_inputs": 4}
+    assert evaluate(untrained.transport, data, **kw)["diversity"] == 0.0
+    solver.train_mode(False)
+    assert evaluate(solver.transport, data, **kw)["diversity"] > 0.0
+
+
+def test_ema_update_arithmetic():
+    torch.manual_seed(0)
+    live = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    avg = copy.deepcopy(live)
+    with torch.no_grad():
+        for p in live.parameters():
+            p.add_(1.0)
+        live[1].running_mean.fill_(7.0)
+    before = [p.clone() for p in avg.parameters()]
+    ema_update(avg, live, 0.9)
+    for a, b, old in zip(avg.parameters(), live.parameters(), before, strict=True):
+        assert torch.allclose(a, 0.9 * old + 0.1 * b)
+    assert torch.equal(avg[1].running_mean, live[1].running_mean)  # buffers are copied
+
+
+def test_ema_map_is_updated_every_map_step_and_used_for_transport():
+    torch.manual_seed(0)
+    config = NOT.make_config({"ema": 0.5, "t_iters": 2, "hidden": (16,), "lr_t": 1e-2})
+    solver = NOT(config, VEC2, torch.device("cpu"))
+    start = copy.deepcopy(solver.T_eval.state_dict())
+    fit(solver, gaussians(), 1)
+    live = solver.T.state_dict()
+    ema = solver.T_eval.state_dict()
+    assert solver.T_eval is not solver.T
+    assert any(not torch.equal(ema[k], start[k]) for k in ema)  # the EMA moved ...
+    assert any(not torch.equal(ema[k], live[k]) for k in ema)  # ... but lags the live map
+    x = torch.randn(5, 2)
+    with torch.no_grad():
+        assert torch.equal(solver.transport(x), solver.T_eval(x))
+
+
+def test_resume_with_ema_is_bit_identical(tmp_path):
+    def run(steps: int):
+        return resolve(NOT, "3-5", "tiny", {"steps": steps, "ema": 0.9, "ckpt_every": 2})
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(run(2), a, show_progress=False)
+    train(run(4), a, resume=True, show_progress=False)
+    train(run(4), b, show_progress=False)
+    sa = load_checkpoint(list_checkpoints(a / "ckpt")[-1])["state"]["modules"]
+    sb = load_checkpoint(list_checkpoints(b / "ckpt")[-1])["state"]["modules"]
+    assert set(sa) == {"T", "f", "T_ema"}
+    for net in sa:
+        assert all(torch.equal(sa[net][k], sb[net][k]) for k in sa[net]), net
+    assert any(not torch.equal(sa["T_ema"][k], sa["T"][k]) for k in sa["T"])
