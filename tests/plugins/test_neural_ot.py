@@ -119,3 +119,8 @@ def test_resume_with_ema_is_bit_identical(tmp_path):
     for net in sa:
         assert all(torch.equal(sa[net][k], sb[net][k]) for k in sa[net]), net
     assert any(not torch.equal(sa["T_ema"][k], sa["T"][k]) for k in sa["T"])
+    at2 = load_checkpoint(list_checkpoints(b / "ckpt")[0])  # the EMA moved between steps 2 and 4
+    assert at2["step"] == 2
+    assert any(
+        not torch.equal(at2["state"]["modules"]["T_ema"][k], sb["T_ema"][k]) for k in sb["T_ema"]
+    )
