@@ -15,10 +15,11 @@ import time
 
 import torch
 
+from otzoo.batches import BatchSampler, rows_of
 from otzoo.config import resolve
+from otzoo.loop import run_steps
 from otzoo.registry import get_solver, list_solvers
 from otzoo.solver import PairInfo, Solver
-from otzoo.train import TensorBatches
 
 MODES = {
     "fp32 eager": dict(amp=None, channels_last=False),
@@ -29,15 +30,19 @@ MODES = {
 }
 
 
-class CountingBatches(TensorBatches):
-    """TensorBatches that counts the samples a solver draws."""
+class Counter:
+    """Counts the samples a solver draws through the wrapped draw functions."""
 
-    drawn = 0
+    def __init__(self) -> None:
+        self.drawn = 0
 
-    def _draw(self, data: torch.Tensor, n: int | None) -> torch.Tensor:
-        out = super()._draw(data, n)
-        self.drawn += len(out)
-        return out
+    def wrap(self, draw):
+        def counted(n: int, generator: torch.Generator) -> torch.Tensor:
+            out = draw(n, generator)
+            self.drawn += len(out)
+            return out
+
+        return counted
 
 
 def compile_networks(solver: Solver) -> None:
@@ -50,6 +55,7 @@ def compile_networks(solver: Solver) -> None:
 
 
 def measure(solver_id: str, mode: dict, batch: int, steps: int, preset: str) -> float:
+    """Samples drawn per second over `steps` outer steps of the one loop, after two warm-up steps."""
     cls = get_solver(solver_id)
     run = resolve(cls, "3-5", preset, {"batch_size": batch})
     torch.manual_seed(0)
@@ -63,17 +69,14 @@ def measure(solver_id: str, mode: dict, batch: int, steps: int, preset: str) -> 
         compile_networks(solver)
     x = (torch.rand(512, *shape) * 2 - 1).contiguous(memory_format=fmt)
     y = (torch.rand(512, *shape) * 2 - 1).contiguous(memory_format=fmt)
-    batches = CountingBatches(x, y, batch, seed=0)
-    amp = mode["amp"]
-    with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-        solver.step(batches)  # warm-up (and compilation)
-        solver.step(batches)
-        batches.drawn = 0
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            solver.step(batches)
-        dt = time.perf_counter() - t0
-    return batches.drawn / dt
+    counter = Counter()
+    gen = torch.Generator().manual_seed(0)
+    batches = BatchSampler(counter.wrap(rows_of(x)), counter.wrap(rows_of(y)), batch, gen, x, y)
+    run_steps(solver, batches, 2, amp=mode["amp"])  # warm-up (first-step work, compilation)
+    counter.drawn = 0
+    t0 = time.perf_counter()
+    run_steps(solver, batches, 2 + steps, amp=mode["amp"])
+    return counter.drawn / (time.perf_counter() - t0)
 
 
 def main() -> None:

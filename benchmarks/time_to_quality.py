@@ -1,94 +1,125 @@
 """Time to quality: training minutes until a solver's map reaches a target accuracy and color
-preservation on the test split (judged by otzoo's cached 3D classifier).
+preservation on the test split (judged by otzoo's cached 3D classifier), for every solver and
+seed asked, with the final value of every metric and the swing (the lowest target accuracy over
+the last 30% of the run's evaluations).
 
-Only time spent in `solver.step` counts; evaluation pauses the clock. Prints one line per
-evaluation, then the first time both thresholds held.
+Training goes through otzoo's one loop (otzoo.loop.run_steps); only time spent in
+`solver.step` counts: evaluation pauses the clock. One table row per evaluation, then a summary.
 
-    .venv/bin/python benchmarks/time_to_quality.py --solver not --pair 3-5 --preset quick \
-        --budget-min 10 [--set key=value ...] [--accuracy 0.95] [--color 0.99] [--keep-going]
+    .venv/bin/python benchmarks/time_to_quality.py --solvers not,otm --seeds 0,1 --pair 3-5 \
+        --preset quick --budget-min 10 [--set key=value ...] [--accuracy 0.95] [--color 0.99] \
+        [--keep-going]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import math
 
 import torch
 
+from otzoo.batches import for_pair
 from otzoo.config import parse_overrides, resolve
 from otzoo.data import load_pair
-from otzoo.evaluate import evaluate
+from otzoo.evaluate import evaluate_solver
 from otzoo.judge import get_judge
-from otzoo.registry import get_solver
+from otzoo.loop import Diverged, StepInfo, run_steps
+from otzoo.registry import build_solver, get_solver
 from otzoo.runtime import resolve_device, seed_everything
-from otzoo.train import TensorBatches, amp_dtype, build_solver
+from otzoo.train import amp_dtype
+
+SHOWN = ("target_accuracy", "color_preservation", "color_purity", "worst_color_accuracy")
+SHOWN += ("fid", "lit_share", "transport_cost")
+SWING_SHARE = 0.3  # the swing: lowest target accuracy over this last share of the run
+
+
+def measure(sid: str, seed: int, a: argparse.Namespace) -> dict[str, float]:
+    """Train one solver with one seed; print its trajectory; return its summary."""
+    cls = get_solver(sid)
+    run = resolve(cls, a.pair, a.preset, parse_overrides(a.sets, cls), seed=seed)
+    device = resolve_device(run.train.device)
+    seed_everything(run.seed)
+    data = load_pair(run.pair, run.data, seed=run.seed)
+    judge = get_judge(run.data, run.seed, device=device, log=print)
+    solver = build_solver(run, data, device)
+    batches = for_pair(data, run.train.batch_size, seed=run.seed + 1, device=device)
+    print(f"\n## {sid}, seed {seed}: judge accuracy {judge.accuracy:.3f}, config {run.to_dict()}")
+    print("| train min | step | " + " | ".join(SHOWN) + " |")
+    print("|---" * (len(SHOWN) + 2) + "|")
+    trail: list[tuple[float, dict[str, float]]] = []
+    state = {"next": 0.0, "reached": math.nan, "reached_step": -1.0}
+
+    def check(seconds: float, step: int) -> None:
+        m = evaluate_solver(solver, data, judge, run.seed)
+        trail.append((seconds, m))
+        cells = " | ".join(f"{m.get(k, math.nan):.4g}" for k in SHOWN)
+        print(f"| {seconds / 60:.2f} | {step} | {cells} |", flush=True)
+        ok = m.get("target_accuracy", 0) >= a.accuracy and m.get("color_preservation", 0) >= a.color
+        if ok and math.isnan(state["reached"]):
+            state["reached"], state["reached_step"] = seconds / 60, float(step)
+        state["next"] = seconds + a.eval_every_s
+
+    def on_step(info: StepInfo) -> None:
+        if info.seconds >= state["next"]:
+            check(info.seconds, info.step)
+
+    check(0.0, 0)
+    stop = (lambda: not math.isnan(state["reached"])) if not a.keep_going else None
+    status = "ok"
+    try:
+        result = run_steps(
+            solver,
+            batches,
+            run.train.steps if a.steps_cap else 10**9,
+            amp=amp_dtype(run.train.amp, device, solver),
+            lr_decay_steps=run.train.decay_steps(),
+            on_step=on_step,
+            should_stop=stop,
+            time_budget_s=a.budget_min * 60,
+        )
+        if trail[-1][0] < result.seconds:
+            check(result.seconds, result.steps_done)
+    except Diverged as err:
+        status = f"diverged ({err})"
+    last = trail[-1][1]
+    tail = [m for t, m in trail if t >= (1 - SWING_SHARE) * trail[-1][0]]
+    swing = min(m.get("target_accuracy", math.nan) for m in tail)
+    summary = {"reached_min": state["reached"], "steps": float(solver.steps_done), "swing": swing}
+    summary.update({k: last.get(k, math.nan) for k in SHOWN})
+    reached = "not reached" if math.isnan(state["reached"]) else f"{state['reached']:.2f} min"
+    print(f"{sid} seed {seed}: {reached}; lowest accuracy over the last 30%: {swing:.3f}; {status}")
+    return summary
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--solver", default="not")
+    p.add_argument("--solvers", default="not", help="comma-separated solver ids")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--pair", default="3-5")
     p.add_argument("--preset", default="quick")
     p.add_argument("--set", dest="sets", action="append", default=[])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget-min", type=float, default=10.0)
-    p.add_argument("--eval-every-s", type=float, default=30.0)
+    p.add_argument("--budget-min", type=float, default=10.0, help="training minutes per run")
+    p.add_argument(
+        "--eval-every-s", type=float, default=30.0, help="training seconds between evaluations"
+    )
     p.add_argument("--accuracy", type=float, default=0.95)
     p.add_argument("--color", type=float, default=0.99)
     p.add_argument(
         "--keep-going", action="store_true", help="train to the budget end (is the level held?)"
     )
+    p.add_argument("--steps-cap", action="store_true", help="also stop at the preset's steps")
+    p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
-
-    cls = get_solver(a.solver)
-    run = resolve(cls, a.pair, a.preset, parse_overrides(a.sets, cls), seed=a.seed)
-    device = resolve_device(run.train.device)
-    seed_everything(run.seed)
-    data = load_pair(run.pair, run.data, seed=run.seed)
-    judge = get_judge(run.data, run.seed, device=device, log=print)
-    print(
-        f"judge accuracy {judge.accuracy:.3f}; {len(data.x_test)} test inputs; config {run.to_dict()}"
-    )
-    solver = build_solver(run, data, device)
-    batches = TensorBatches(
-        data.x_train.to(device), data.y_train.to(device), run.train.batch_size, run.seed + 1
-    )
-    autocast = amp_dtype(run.train.amp, device, solver)
-
-    trained, step, next_eval, reached = 0.0, 0, 0.0, None
-    print("| train min | step | target acc | color | cost | fid | lit share |")
-    print("|---|---|---|---|---|---|---|")
-    while trained <= a.budget_min * 60:
-        if trained >= next_eval:
-            solver.train_mode(False)
-            m = evaluate(solver.transport, data, judge, device=device)
-            solver.train_mode(True)
-            acc, col = m.get("target_accuracy", 0.0), m.get("color_preservation", 0.0)
-            print(
-                f"| {trained / 60:.2f} | {step} | {acc:.3f} | {col:.3f} | "
-                f"{m.get('transport_cost', float('nan')):.4f} | {m.get('fid', float('nan')):.2f} | "
-                f"{m.get('lit_share', float('nan')):.3f} |",
-                flush=True,
-            )
-            if reached is None and acc >= a.accuracy and col >= a.color:
-                reached, reached_step = trained, step
-                if not a.keep_going:
-                    break
-            next_eval = trained + a.eval_every_s
-        t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=bool(autocast)):
-            solver.step(batches)
-        trained += time.perf_counter() - t0
-        step += 1
-        solver.steps_done = step  # as the trainer does: step-driven schedules see it
-    if reached is None:
-        print(
-            f"not reached: accuracy >= {a.accuracy} and color >= {a.color} within {a.budget_min} min"
-        )
-    else:
-        print(
-            f"reached accuracy >= {a.accuracy} and color >= {a.color} after {reached / 60:.2f} training minutes ({reached_step} steps)"
-        )
+    torch.set_num_threads(a.threads)
+    rows = {}
+    for sid in a.solvers.split(","):
+        for seed in (int(s) for s in a.seeds.split(",")):
+            rows[sid, seed] = measure(sid.strip(), seed, a)
+    keys = ["reached_min", "steps", "swing", *SHOWN]
+    print("\n| solver | seed | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 2) + "|")
+    for (sid, seed), r in rows.items():
+        print(f"| {sid} | {seed} | " + " | ".join(f"{r[k]:.4g}" for k in keys) + " |")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,10 @@ scored by forward L2-UVP beside the published table and the [ID] / [L] baselines
 
 Every (solver, dim) cell resolves its config through the normal machinery (`config.resolve`:
 preset, then the solver's own vector defaults for that dimension (`Solver.pair_presets`), then
-the user's `--set` / `--steps`), builds the solver with `train.build_solver`, and runs
-`solver.step` on `FreshBatches`: P and Q are sampled anew for every batch, as in the benchmark
-papers and the shared trainer (this small loop adds a wall-time cap and no checkpoints).
-Scores use `evaluate_map` on 2**14 fresh samples with one fixed seed, the same for every solver
-and for the baselines.
+the user's `--set` / `--steps`), builds the solver with `registry.build_solver`, and trains it
+with the one loop (`loop.run_steps`, with a time cap and no checkpoints) on the pair's batches,
+fresh samples of P and Q at every draw. Scores come from `evaluate.known_map_scores` on 2**14
+fresh samples with one fixed seed, the same for every solver and for the baselines.
 """
 
 from __future__ import annotations
@@ -16,49 +15,37 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from otzoo.batches import for_pair
 from otzoo.config import RunConfig, parse_overrides, resolve
-from otzoo.data.benchmarks import KnownMapPair, linear_bures_map
+from otzoo.data.benchmarks import BEST_PUBLISHED, PUBLISHED, KnownMapPair, linear_bures_map
 from otzoo.data.spec import parse_pair
-from otzoo.data.vectors import FreshBatches, VectorPairData, load_vector_pair
+from otzoo.data.vectors import VectorPairData, load_vector_pair
 from otzoo.errors import ConfigError, DataError
+from otzoo.evaluate import UVP_SAMPLES, UVP_SEED, known_map_scores
+from otzoo.loop import Diverged, OnStep, run_steps
 from otzoo.metrics.uvp import evaluate_map
-from otzoo.registry import get_solver
+from otzoo.progress import StepProgress
+from otzoo.registry import build_solver, get_solver
+from otzoo.report import markdown
 from otzoo.runtime import (
     atomic_write_bytes,
     atomic_write_json,
-    check_writable,
+    check_out_path,
     resolve_device,
     seed_everything,
 )
-from otzoo.solver import Solver
+from otzoo.train import amp_dtype
 
 DIMS = (2, 4, 8, 16, 32)
-EVAL_SAMPLES = 2**14  # the README's metric sample count
-EVAL_SEED = 12345  # one evaluation draw for every solver and baseline
 FIT_SAMPLES = 2**14  # samples of P and Q the [L] baseline is fitted on
 BENCH_TRAIN = 2**12  # fixed training set (x_all / y_all) for discrete solvers; neural ones sample
 BENCH_PRESET = "quick"
-
-# Published forward L2-UVP (%) on Mix3toMix10 (benchmark README), dims 2..32.
-PUBLISHED: dict[str, dict[int, float]] = {
-    "[MM] minimax ICNN": {2: 0.1, 4: 0.3, 8: 0.9, 16: 2.2, 32: 4.2},
-    "[MM:R] reversed minimax (NOT/OTM form)": {2: 0.1, 4: 0.3, 8: 0.7, 16: 1.9, 32: 2.8},
-    "[W2] W2GN": {2: 0.1, 4: 0.7, 8: 2.6, 16: 3.3, 32: 6.0},
-    "[MMv1] per-batch conjugate": {2: 0.2, 4: 1.0, 8: 1.8, 16: 1.4, 32: 6.9},
-    "amortized, MLP potential (Amos 2023)": {2: 0.03, 4: 0.22, 8: 0.60, 16: 0.80, 32: 2.09},
-    "amortized, ICNN potential (Amos 2023)": {2: 0.26, 4: 0.79, 8: 1.63, 16: 1.12, 32: 1.92},
-    "[LS] large-scale entropic": {2: 5.0, 4: 11.6, 8: 21.5, 16: 31.7, 32: 42.1},
-    "[L] linear Bures map": {2: 14.1, 4: 14.9, 8: 27.3, 16: 41.6, 32: 55.3},
-    "[ID] identity": {2: 32.7, 4: 42.0, 8: 58.6, 16: 87.0, 32: 121.0},
-}
-BEST_PUBLISHED = {d: min(row[d] for row in PUBLISHED.values()) for d in DIMS}
 
 
 def bench_overrides(solver_id: str, dim: int) -> dict[str, Any]:
@@ -146,56 +133,49 @@ def baselines(pair: KnownMapPair, seed: int) -> dict[str, dict[str, float]]:
     gy = torch.Generator().manual_seed(seed * 2 + 102)
     linear = linear_bures_map(pair.sample_x(FIT_SAMPLES, gx), pair.sample_y(FIT_SAMPLES, gy))
     return {
-        "[ID]": evaluate_map(pair, lambda x: x, n=EVAL_SAMPLES, seed=EVAL_SEED),
-        "[L]": evaluate_map(pair, linear, n=EVAL_SAMPLES, seed=EVAL_SEED),
+        "[ID]": evaluate_map(pair, lambda x: x, n=UVP_SAMPLES, seed=UVP_SEED),
+        "[L]": evaluate_map(pair, linear, n=UVP_SAMPLES, seed=UVP_SEED),
     }
-
-
-def _transport(solver: Solver) -> Callable[[torch.Tensor], torch.Tensor]:
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return solver.transport(x.to(solver.device)).detach().float().cpu()
-
-    return apply
 
 
 def train_cell(
     run: RunConfig,
     data: VectorPairData,
     time_budget_s: float | None = None,
-    progress: Callable[[int, dict[str, float]], None] | None = None,
+    on_step: OnStep | None = None,
 ) -> Cell:
     """Train one solver on one pair with fresh batches, then score its map exactly."""
-    from otzoo.train import build_solver
-
     device = resolve_device(run.train.device)
     seed_everything(run.seed)
     solver = build_solver(run, data, device)
-    batches = FreshBatches(data, run.train.batch_size, seed=run.seed + 1, device=device)
-    status, step = "ok", 0
+    batches = for_pair(data, run.train.batch_size, seed=run.seed + 1, device=device)
+    amp = amp_dtype(run.train.amp, device, solver)
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    while step < run.train.steps:
-        if time_budget_s is not None and time.perf_counter() - wall0 >= time_budget_s:
-            status = "time budget"
-            break
-        losses = solver.step(batches)
-        step += 1
-        solver.steps_done = step
-        if not all(math.isfinite(v) for v in losses.values()):
-            status = "diverged"
-            break
-        if progress is not None:
-            progress(step, losses)
+    status = "ok"
+    try:
+        result = run_steps(
+            solver,
+            batches,
+            run.train.steps,
+            amp=amp,
+            lr_decay_steps=run.train.decay_steps(),
+            on_step=on_step,
+            time_budget_s=time_budget_s,
+        )
+        status = "ok" if result.stopped == "done" else result.stopped
+    except Diverged:
+        status = "diverged"
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     uvp = cos = None
-    if status != "diverged" and data.known is not None:
+    if status != "diverged":
         solver.train_mode(False)
-        scores = evaluate_map(data.known, _transport(solver), n=EVAL_SAMPLES, seed=EVAL_SEED)
+        scores = known_map_scores(solver.transport, data, device=solver.device)
         if math.isfinite(scores["l2_uvp"]):
             uvp, cos = scores["l2_uvp"], scores["cosine"]
         else:
             status = "diverged"
-    return Cell(run.solver, data.known.dim if data.known else 0, uvp, cos, step, wall, cpu, status)
+    dim = data.known.dim if data.known else 0
+    return Cell(run.solver, dim, uvp, cos, solver.steps_done, wall, cpu, status)
 
 
 def machine_summary(device: str = "cpu") -> str:
@@ -249,11 +229,6 @@ def rich_table(result: BenchResult) -> Any:
     return table
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 CELL_HEADER = ["solver", "dim", "UVP", "cosine", "steps", "wall min", "CPU min", "status"]
 
 
@@ -271,8 +246,8 @@ def report_markdown(result: BenchResult) -> str:
         f"Training CPU time, all cells: {cpu_total:.2f} min"
     )
     scoring = (
-        f"Scores: L2-UVP = 100 E||T(x) - T*(x)||^2 / Var(Q) and cosine on {EVAL_SAMPLES} fresh "
-        f"samples of P (seed {EVAL_SEED}), the same draw for every row; [L] is fitted on "
+        f"Scores: L2-UVP = 100 E||T(x) - T*(x)||^2 / Var(Q) and cosine on {UVP_SAMPLES} fresh "
+        f"samples of P (seed {UVP_SEED}), the same draw for every row; [L] is fitted on "
         f"{FIT_SAMPLES} samples of P and Q. Training draws fresh batches of P and Q every step."
     )
     settings = [f"- `{c.solver}` dim {c.dim}: `{c.settings}`" for c in result.cells]
@@ -281,9 +256,9 @@ def report_markdown(result: BenchResult) -> str:
         head,
         scoring,
         "## L2-UVP (%), lower is better",
-        _markdown(*uvp_table(result)),
+        markdown(*uvp_table(result)),
         "## Cells",
-        _markdown(CELL_HEADER, [_cell_row(c) for c in result.cells]),
+        markdown(CELL_HEADER, [_cell_row(c) for c in result.cells]),
         "## Settings (the solver's vector defaults and --set, over its quick preset)",
         "\n".join(settings),
     ]
@@ -337,16 +312,11 @@ def write_outputs(result: BenchResult, out: Path) -> None:
 
 
 def _train_with_bar(
-    run: RunConfig, data: VectorPairData, budget_s: float | None, console: Any
+    run: RunConfig, data: VectorPairData, budget_s: float | None, label: str, console: Any
 ) -> Cell:
-    """train_cell with a progress bar on `console` (None: no bar)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = [TextColumn(f"[bold]{run.solver} {run.pair}"), BarColumn()]
-    columns += [TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn()]
-    with Progress(*columns, disable=console is None, console=console) as bar:
-        task = bar.add_task("", total=run.train.steps)
-        return train_cell(run, data, budget_s, lambda s, _losses: bar.update(task, completed=s))
+    """train_cell with progress (`console` None: silent)."""
+    with StepProgress(label, run.train.steps, enabled=console is not None, console=console) as bar:
+        return train_cell(run, data, budget_s, lambda info: bar.update(info.step, info.losses))
 
 
 def run_w2_bench(
@@ -360,12 +330,11 @@ def run_w2_bench(
     sets: list[str] | None = None,
     command: str = "",
     show_progress: bool = True,
-    threads: int = 1,
 ) -> BenchResult:
     """Train every solver on every dim, write uvp.json, results.json, report.md and uvp.png.
 
-    `threads`: torch intra-op threads during the run (restored after). The nets are small; on a
-    busy 2-core CPU a 128x128 MLP step took 1.6 ms on one thread and 280 ms on two.
+    (The CLI runs it with `--threads`, default 1: the nets are small; on a busy 2-core CPU a
+    128x128 MLP step took 1.6 ms on one thread and 280 ms on two.)
     """
     from rich.console import Console
 
@@ -373,43 +342,39 @@ def run_w2_bench(
         raise ConfigError(f"--time-budget {time_budget_min}: use a positive number of minutes")
     if steps is not None and steps < 1:
         raise ConfigError(f"--steps {steps}: use a positive number of steps")
-    if threads < 1:
-        raise ConfigError(f"--threads {threads}: use a positive number of threads")
     runs = resolve_cells(solvers, dims, sets or [], steps, seed)
     check_weights(weights, dims)
     out = Path(out)
     if (out / "uvp.json").exists():
         raise ConfigError(f"{out}: already holds a benchmark (uvp.json); choose another --out")
-    check_writable(out)
+    check_out_path(out)
     console = Console()
     budget_s = None if time_budget_min is None else 60.0 * time_budget_min
     cells: list[Cell] = []
     base: dict[str, dict[int, dict[str, float]]] = {"[ID]": {}, "[L]": {}}
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for dim in dims:
-            spec = parse_pair(f"w2:{dim}")
-            data = load_vector_pair(spec, seed, weights, n_train=BENCH_TRAIN, n_test=1024)
-            assert data.known is not None
-            for name, scores in baselines(data.known, seed).items():
-                base[name][dim] = scores
-            for sid in solvers:
-                run, overrides = runs[sid, dim]
-                cell = _train_with_bar(run, data, budget_s, console if show_progress else None)
-                cell.settings = overrides
-                cells.append(cell)
-                shown = "diverged" if cell.uvp is None else f"UVP {cell.uvp:.3g}%"
-                console.print(
-                    f"{sid} w2:{dim}: {shown} after {cell.steps} steps, "
-                    f"{cell.cpu_s / 60:.2f} CPU min ({cell.status})"
-                )
-                record = asdict(cell) | {"config": run.to_dict()}
-                atomic_write_json(out / "cells" / f"{sid}_d{dim}.json", record)
-        device = str(resolve_device(runs[solvers[0], dims[0]][0].train.device))
-        result = BenchResult(cells, base, seed, command, machine_summary(device))
-    finally:
-        torch.set_num_threads(saved_threads)
+    n_cells, k = len(dims) * len(solvers), 0
+    for dim in dims:
+        spec = parse_pair(f"w2:{dim}")
+        data = load_vector_pair(spec, seed, weights, n_train=BENCH_TRAIN, n_test=1024)
+        assert data.known is not None
+        for name, scores in baselines(data.known, seed).items():
+            base[name][dim] = scores
+        for sid in solvers:
+            run, overrides = runs[sid, dim]
+            k += 1
+            label = f"cell {k}/{n_cells}: {sid} w2:{dim}"
+            cell = _train_with_bar(run, data, budget_s, label, console if show_progress else None)
+            cell.settings = overrides
+            cells.append(cell)
+            shown = "diverged" if cell.uvp is None else f"UVP {cell.uvp:.3g}%"
+            console.print(
+                f"{sid} w2:{dim}: {shown} after {cell.steps} steps, "
+                f"{cell.cpu_s / 60:.2f} CPU min ({cell.status})"
+            )
+            record = asdict(cell) | {"config": run.to_dict()}
+            atomic_write_json(out / "cells" / f"{sid}_d{dim}.json", record)
+    device = str(resolve_device(runs[solvers[0], dims[0]][0].train.device))
+    result = BenchResult(cells, base, seed, command, machine_summary(device))
     write_outputs(result, out)
     console.print(rich_table(result))
     console.print(f"wrote {out / 'uvp.json'}, {out / 'report.md'}, {out / 'uvp.png'}")

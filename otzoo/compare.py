@@ -14,7 +14,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,38 +23,45 @@ import torch
 
 from otzoo.config import RunConfig, config_fields, parse_overrides, resolve
 from otzoo.data import PairData, load_pair, parse_pair
-from otzoo.errors import CheckpointError, ConfigError, DivergenceError
+from otzoo.errors import ConfigError, DivergenceError
 from otzoo.evaluate import (
     NAN,
+    apply_map,
     deterministic,
     evaluate_solver,
-    json_safe,
-    markdown_table,
-    metrics_csv,
-    recorded_train_seconds,
     reference_rows,
     wants_judge,
 )
 from otzoo.judge import Judge, JudgeConfig, get_judge
 from otzoo.registry import get_solver, parse_solver_list
-from otzoo.runtime import atomic_write_bytes, atomic_write_json, check_writable, resolve_device
+from otzoo.report import json_safe, markdown_table, metrics_csv
+from otzoo.runs import load_run, read_config, recorded_train_seconds
+from otzoo.runtime import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_out_path,
+    resolve_device,
+    torch_threads,
+)
 from otzoo.solver import Solver
+from otzoo.train import train
 
 Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class CompareRequest:
-    """What `otzoo compare` was asked; `sets` are raw "key=value" items (data options included)."""
+    """What `otzoo compare` was asked: `values` are typed settings for every solver (data
+    options, steps, device: they win over --set), `sets` raw "key=value" items routed to the
+    solvers whose configs know each key."""
 
     out: Path
     solvers: tuple[str, ...] = ()
     pair: str | None = None
     preset: str = "quick"
+    values: Mapping[str, Any] = field(default_factory=dict)
     sets: tuple[str, ...] = ()
-    steps: int | None = None
     seed: int | None = None
-    device: str | None = None
     from_runs: tuple[Path, ...] = ()
     judge: JudgeConfig = JudgeConfig()
     show_progress: bool = True
@@ -110,26 +117,6 @@ def route_overrides(items: list[str], ids: list[str]) -> dict[str, dict[str, Any
     return {sid: parse_overrides(routed[sid], get_solver(sid)) for sid in ids}
 
 
-def read_run_config(run_dir: Path) -> RunConfig:
-    """The RunConfig of a run folder written by `otzoo train` (config.json), checked."""
-    cfg_path = Path(run_dir) / "config.json"
-    if not cfg_path.is_file():
-        raise CheckpointError(
-            f"{run_dir}: not a run folder (no config.json); pass --from the --out folder of a run"
-        )
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(
-            f"{cfg_path}: unreadable ({type(err).__name__}); the run folder is damaged"
-        ) from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(
-            f"{cfg_path}: not a run config (a JSON object); the run folder is damaged"
-        )
-    return RunConfig.from_dict(raw, get_solver(str(raw.get("solver", "?"))))
-
-
 def _check_same(entry: Entry, pair: str, data: Any, seed: int) -> None:
     r = entry.run
     have_pair, want_pair = parse_pair(r.pair), parse_pair(pair)
@@ -155,7 +142,7 @@ def plan(req: CompareRequest) -> tuple[list[Entry], str, int]:
     ids = parse_solver_list(",".join(req.solvers)) if req.solvers else []
     if not ids and not req.from_runs:
         raise ConfigError("compare needs --solvers ID,ID (e.g. not,not-weak) or --from RUN_DIR")
-    reused = [(Path(d), read_run_config(Path(d))) for d in req.from_runs]
+    reused = [(Path(d), read_config(Path(d))) for d in req.from_runs]
     pair = req.pair or (reused[0][1].pair if reused else None)
     if pair is None:
         raise ConfigError("compare needs --pair SPEC (e.g. --pair 3-5) to train solvers")
@@ -163,16 +150,11 @@ def plan(req: CompareRequest) -> tuple[list[Entry], str, int]:
     seed = req.seed if req.seed is not None else (reused[0][1].seed if reused else 0)
     if req.sets and not ids:
         raise ConfigError("--set applies to solvers trained here; add --solvers or drop --set")
-    items = list(req.sets)
-    if req.steps is not None:
-        items.append(f"steps={req.steps}")
-    if req.device is not None:
-        items.append(f"device={req.device}")
-    overrides = route_overrides(items, ids) if ids else {}
+    overrides = route_overrides(list(req.sets), ids) if ids else {}
     entries = [
         Entry(
             sid,
-            resolve(get_solver(sid), pair, req.preset, overrides[sid], seed),
+            resolve(get_solver(sid), pair, req.preset, {**overrides[sid], **req.values}, seed),
             req.out / "runs" / sid,
             False,
         )
@@ -184,7 +166,7 @@ def plan(req: CompareRequest) -> tuple[list[Entry], str, int]:
         name = run.solver if run.solver not in taken else f"{run.solver}@{where}"
         if name in taken:
             raise ConfigError(f"--from {run_dir}: given twice; list each run once")
-        device = req.device or "auto"
+        device = str(req.values.get("device", "auto"))
         entries.append(
             Entry(name, replace(run, train=replace(run.train, device=device)), run_dir, True)
         )
@@ -200,13 +182,16 @@ def plan(req: CompareRequest) -> tuple[list[Entry], str, int]:
     return entries, pair, seed
 
 
-def _train_or_load(entry: Entry, data: PairData, req: CompareRequest, log: Log) -> None:
-    from otzoo.train import load_run, train
+def _load_reused(entries: list[Entry]) -> None:
+    """Load every --from run (config, data, newest checkpoint) before any expensive work, so a
+    damaged or hostile checkpoint is refused before a judge is trained."""
+    for e in entries:
+        if e.reused:
+            _, e.solver, _ = load_run(e.run_dir, device=e.run.train.device)
+            e.train_seconds = recorded_train_seconds(e.run_dir)
 
-    if entry.reused:
-        _, entry.solver, _ = load_run(entry.run_dir, device=entry.run.train.device)
-        entry.train_seconds = recorded_train_seconds(entry.run_dir)
-        return
+
+def _train_entry(entry: Entry, data: PairData, req: CompareRequest, log: Log) -> None:
     tb = req.out / "tb" / entry.name
     try:
         result = train(entry.run, entry.run_dir, False, req.show_progress, tb, data)
@@ -214,7 +199,7 @@ def _train_or_load(entry: Entry, data: PairData, req: CompareRequest, log: Log) 
         entry.note = f"diverged: {err}"
         log(f"{entry.name}: {entry.note}")
         return
-    if "interrupted" in result.metrics:
+    if result.interrupted:
         raise KeyboardInterrupt
     entry.solver, entry.train_seconds = result.solver, float(result.metrics["train_seconds"])
 
@@ -245,21 +230,17 @@ def log_tensorboard(tb_dir: Path, run: RunConfig, metrics: dict[str, float]) -> 
 
 def compare(req: CompareRequest, log: Log = print) -> CompareResult:
     """Train (or reuse) each solver, evaluate all the same way, write the report files."""
-    if req.threads is not None and req.threads < 1:
-        raise ConfigError(f"--threads {req.threads}: use a positive number of CPU threads")
-    before = torch.get_num_threads()
-    if req.threads:
-        torch.set_num_threads(req.threads)
-    try:
+    if req.threads is None:
         return _compare(req, log)
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(req.threads):
+        return _compare(req, log)
 
 
 def _compare(req: CompareRequest, log: Log) -> CompareResult:
     entries, pair, seed = plan(req)
-    check_writable(req.out)
+    check_out_path(req.out)
     data = load_pair(pair, entries[0].run.data, seed=seed)
+    _load_reused(entries)
     device = resolve_device(entries[0].run.train.device)
     judge = None
     if wants_judge(data):
@@ -267,9 +248,12 @@ def _compare(req: CompareRequest, log: Log) -> CompareResult:
         log(f"judge {judge.key}: test accuracy {judge.accuracy:.4f}")
     rows: dict[str, dict[str, float]] = {}
     notes: dict[str, str] = {}
+    trained = [e for e in entries if not e.reused]
     with deterministic():
-        for e in entries:
-            _train_or_load(e, data, req, log)
+        for k, e in enumerate(trained, start=1):
+            log(f"solver {k} of {len(trained)}: training {e.name} ({e.run.train.steps} steps)")
+            _train_entry(e, data, req, log)
+        log(f"evaluating {len(entries)} map(s) and the references")
         refs = reference_rows(data, judge, seed=seed)
         for e in entries:
             if e.solver is not None:
@@ -291,7 +275,6 @@ def sample_rows(
     entries: list[Entry], data: PairData, n: int, seed: int
 ) -> tuple[list[torch.Tensor], list[str]]:
     """The same n random test inputs, then each solver's outputs for them (seeded noise)."""
-    from otzoo.train import map_in_batches
 
     idx = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[:n]
     x = data.x_test[idx]
@@ -301,7 +284,7 @@ def sample_rows(
             continue
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            rows.append(map_in_batches(e.solver, x.to(e.solver.device)).cpu().clamp(-1, 1))
+            rows.append(apply_map(e.solver, x).cpu().clamp(-1, 1))
         labels.append(e.name)
     return rows, labels
 

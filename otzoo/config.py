@@ -10,18 +10,32 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from otzoo.data import DataConfig, parse_pair
+from otzoo.data import DataConfig, PairSpec, parse_pair
 from otzoo.errors import ConfigError
-from otzoo.runtime import resolve_device
 from otzoo.solver import Solver, SolverConfig
 
 PRESETS = ("tiny", "quick", "full")
-FOLLOW_STEPS = "lr_decay_steps"  # a schedule length that follows the run's steps
+LR_SCHEDULES = ("constant", "cosine")
+AMP_MODES = ("auto", "bf16", "off")
+
+
+def check_value(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
+    """Refuse a config value outside its range with one line: key, value, what is allowed, and
+    how to set it (the same words whether it came from --set, an option or a preset)."""
+    try:
+        good = bool(ok(value))
+    except TypeError:
+        good = False
+    if not good:
+        raise ConfigError(f"{key}={value!r} is out of range: use {allowed} (--set {key}=...)")
 
 
 @dataclass(frozen=True)
@@ -38,7 +52,30 @@ class TrainConfig:
     eval_samples: int = 256  # test samples used by the in-training metrics
     keep_checkpoints: int = 2
     amp: str = "auto"  # bf16 autocast: auto (on for CUDA) | bf16 | off
-    cuda_batch_scale: int = 4  # on CUDA, the preset's batch size times this (unless set)
+    lr_schedule: str = "constant"  # constant | cosine (every lr decays to 1e-4 x, w2ot's form)
+    lr_decay_steps: int | None = None  # cosine length in outer steps; None: the run's steps
+
+    def __post_init__(self) -> None:
+        at_least = {"steps": 1, "batch_size": 1, "log_every": 1, "ckpt_every": 1}
+        at_least |= {"image_every": 0, "eval_every": 0, "eval_samples": 1, "keep_checkpoints": 1}
+        for key, low in at_least.items():
+            check_value(
+                key, getattr(self, key), lambda v, low=low: v >= low, f"an integer >= {low}"
+            )
+        check_value("amp", self.amp, lambda v: v in AMP_MODES, " | ".join(AMP_MODES))
+        check_value(
+            "lr_schedule", self.lr_schedule, lambda v: v in LR_SCHEDULES, " | ".join(LR_SCHEDULES)
+        )
+        if self.lr_decay_steps is not None:
+            check_value(
+                "lr_decay_steps", self.lr_decay_steps, lambda v: v >= 1, "an integer >= 1 or none"
+            )
+
+    def decay_steps(self) -> int:
+        """The cosine schedule's length for the training loop (0: constant lr)."""
+        if self.lr_schedule == "constant":
+            return 0
+        return self.steps if self.lr_decay_steps is None else self.lr_decay_steps
 
 
 # Shared preset values (data + train). Solvers add their own in `Solver.presets`.
@@ -189,44 +226,33 @@ def parse_overrides(items: list[str], solver_cls: type[Solver]) -> dict[str, Any
     return out
 
 
-def _scale_batch_for_cuda(values: dict[str, Any], user: dict[str, Any]) -> None:
-    """A GPU idles on CPU-sized batches: when the run lands on CUDA and the user did not choose
-    a batch size, the preset's is multiplied by `cuda_batch_scale` (the resolved value is what
-    config.json records, so a resumed run keeps it)."""
-    scale = int(values.get("cuda_batch_scale", TrainConfig.cuda_batch_scale))
-    if "batch_size" in user or scale <= 1:
-        return
-    if resolve_device(str(values.get("device", TrainConfig.device))).type == "cuda":
-        values["batch_size"] = int(values.get("batch_size", TrainConfig.batch_size)) * scale
-
-
 def resolve(
     solver_cls: type[Solver],
-    pair: str,
+    pair: str | PairSpec,
     preset: str = "quick",
     overrides: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> RunConfig:
-    """defaults <- core preset <- solver preset <- solver's pair preset <- overrides, each key
-    routed to its config. A preset's lr schedule that spans the preset's whole run
-    (`lr_decay_steps` == `steps`) follows a user's `steps` unless the user sets it too."""
+    """The one way a run's config is made (train, compare, bench, tests): each layer overrides
+    the one before, key by key, and every key is routed to the config that owns it:
+
+    1. the dataclass defaults (DataConfig, TrainConfig, the solver's Config);
+    2. CORE_PRESETS[preset] (grid, steps, batch size, logging);
+    3. the solver's `presets[preset]`;
+    4. the solver's `pair_presets(pair, preset)` (e.g. its vector settings per dimension);
+    5. `overrides` (the user's --set and options), typed values or strings alike.
+
+    The result depends on nothing else: not on the machine, not on the device.
+    """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    spec = parse_pair(pair) if isinstance(pair, str) else pair
     fields = config_fields(solver_cls)
     values: dict[str, Any] = {}
     values.update(CORE_PRESETS[preset])
     values.update(solver_cls.presets.get(preset, {}))
-    values.update(solver_cls.pair_presets(parse_pair(pair), preset))
-    user = overrides or {}
-    if (
-        "steps" in user
-        and FOLLOW_STEPS not in user
-        and FOLLOW_STEPS in values
-        and values[FOLLOW_STEPS] == values.get("steps")
-    ):
-        values[FOLLOW_STEPS] = user["steps"]
-    values.update(user)
-    _scale_batch_for_cuda(values, user)
+    values.update(solver_cls.pair_presets(spec, preset))
+    values.update(overrides or {})
     sections: dict[str, dict[str, Any]] = {"data": {}, "train": {}, "solver": {}}
     for key, val in values.items():
         if key not in fields:
@@ -234,10 +260,28 @@ def resolve(
         sections[fields[key][0]][key] = coerce(val, fields[key][1], key)
     return RunConfig(
         solver=solver_cls.id,
-        pair=pair,
+        pair=spec.raw,
         preset=preset,
         seed=seed,
         data=DataConfig(**sections["data"]),
         train=TrainConfig(**sections["train"]),
         solver_config=solver_cls.Config(**sections["solver"]),
     )
+
+
+def describe_keys(solver_cls: type[Solver]) -> dict[str, str]:
+    """Each settable key's one-line meaning: the comment beside its field where the config
+    dataclass is written (a subclass's comment wins over its base's), so the docs of a key
+    live in one place, next to its default, for built-in and third-party solvers alike."""
+    found: dict[str, str] = {}
+    classes = [DataConfig, TrainConfig, *reversed(solver_cls.Config.__mro__)]
+    for cls in classes:
+        if not dataclasses.is_dataclass(cls):
+            continue
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            continue
+        for m in re.finditer(r"^\s+(\w+): [^\n#]*#\s*(.+)$", source, re.MULTILINE):
+            found[m.group(1)] = m.group(2).strip()
+    return found

@@ -239,6 +239,12 @@ def solve_conjugate(
     return ConjugateResult(x.view_as(y).detach(), norms, it, converged, problem.evaluations)
 
 
+def sq_dist(a: Tensor, b: Tensor) -> Tensor:
+    """Mean over the batch of ||a - b||^2, summed over every element of a sample (the cycle
+    and regression losses of gradient-map solvers)."""
+    return (a - b).pow(2).flatten(1).sum(dim=1).mean()
+
+
 def fit_identity(f: nn.Module, sample: Callable[[], Tensor], steps: int, lr: float = 1e-3) -> float:
     """Pre-train a potential so that grad f(x) ~ x on samples; returns the last loss.
 

@@ -1,4 +1,5 @@
-"""One evaluation for every solver (DESIGN §5): the same metrics, the same test samples.
+"""One evaluation for every solver (docs/design.md, "Metrics"): the same metrics, the same test
+samples, for training-time metrics, `compare`, `eval`, `bench w2` and the benchmarks alike.
 
 `evaluate` takes any transport callable (x -> T(x)), so a trained solver, the identity map and
 a baseline are scored by the same code. A metric that does not apply to the data is left out
@@ -8,10 +9,6 @@ instead of crashing the report.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from otzoo.data import PairData
+from otzoo.data.vectors import VectorPairData
 from otzoo.judge import Judge, JudgeConfig, get_judge
 from otzoo.metrics import (
     batched_apply,
@@ -32,26 +30,17 @@ from otzoo.metrics import (
     w2_to_target,
     worst_color_accuracy,
 )
+from otzoo.metrics.uvp import evaluate_map
+from otzoo.report import METRIC_NAMES
+from otzoo.runs import load_run, recorded_train_seconds
 
 if TYPE_CHECKING:
     from otzoo.config import RunConfig
     from otzoo.solver import Solver
 
-# Table order; `train_seconds` is added by the harness.
-METRIC_NAMES = (
-    "transport_cost",
-    "color_preservation",
-    "color_purity",
-    "target_accuracy",
-    "worst_color_accuracy",
-    "fid",
-    "fid_floor",
-    "w2_to_target",
-    "lit_share",
-    "diversity",
-    "mse_to_clean",
-)
 NAN = float("nan")
+UVP_SAMPLES = 2**14  # known-map pairs: L2-UVP on this many fresh samples of P (the benchmark's)
+UVP_SEED = 12345  # ... drawn with one seed for every map
 
 Transport = Callable[[torch.Tensor], torch.Tensor]
 Log = Callable[[str], None]
@@ -181,7 +170,23 @@ def evaluate(
         if stochastic:
             n = min(diversity_inputs, len(x))
             metrics["diversity"] = _diversity(transport, x[:n], diversity_draws, batch_size, device)
+        if isinstance(data, VectorPairData) and data.known is not None:
+            metrics.update(known_map_scores(transport, data, batch_size, device))
     return {k: metrics[k] for k in METRIC_NAMES if k in metrics}
+
+
+def known_map_scores(
+    transport: Transport, data: VectorPairData, batch_size: int = 4096, device: Any = None
+) -> dict[str, float]:
+    """L2-UVP and cosine against the known optimal map, on UVP_SAMPLES fresh samples of P
+    drawn with UVP_SEED: the same draw for every map, as the W2 benchmark scores them."""
+    assert data.known is not None
+
+    def apply(part: torch.Tensor) -> torch.Tensor:
+        return batched_apply(transport, part, batch_size, device)
+
+    scores = evaluate_map(data.known, apply, n=UVP_SAMPLES, seed=UVP_SEED)
+    return {"l2_uvp": scores["l2_uvp"], "cosine": scores["cosine"]}
 
 
 def reference_rows(
@@ -218,19 +223,24 @@ def deterministic() -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2:]
 
 
-def recorded_train_seconds(run_dir: Path) -> float:
-    """Training seconds from a run's metrics.json; NaN when it is absent or unreadable."""
+def apply_map(solver: Solver, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """`solver.transport` on x in eval mode, batch by batch, without gradients (pictures)."""
+    solver.train_mode(False)
     try:
-        value = json.loads((run_dir / "metrics.json").read_text()).get("train_seconds")
-        return float(value) if value is not None else NAN
-    except (OSError, ValueError, AttributeError, TypeError):
-        return NAN
+        return batched_apply(solver.transport, x, batch_size, solver.device)
+    finally:
+        solver.train_mode(True)
 
 
 def evaluate_solver(
-    solver: Solver, data: PairData, judge: Judge | None, seed: int = 0
+    solver: Solver,
+    data: PairData,
+    judge: Judge | None = None,
+    seed: int = 0,
+    max_samples: int = 1000,
 ) -> dict[str, float]:
-    """The standard metrics of a trained solver (eval mode, no gradients, seeded noise)."""
+    """The standard metrics of a solver (eval mode, no gradients, seeded noise): what
+    `compare` and `eval` report, and what training logs on `max_samples` test inputs."""
     solver.train_mode(False)
     try:
         return evaluate(
@@ -238,6 +248,7 @@ def evaluate_solver(
             data,
             judge,
             stochastic="stochastic" in solver.tags,
+            max_samples=max_samples,
             device=solver.device,
             seed=seed,
         )
@@ -253,8 +264,6 @@ def evaluate_run(
     Returns its config, the rows (the run under its solver id, then the references) and the
     judge used.
     """
-    from otzoo.train import load_run
-
     run, solver, data = load_run(Path(run_dir), device=device)
     judge = None
     if wants_judge(data):
@@ -264,63 +273,3 @@ def evaluate_run(
         refs = reference_rows(data, judge, seed=run.seed)
     row["train_seconds"] = recorded_train_seconds(Path(run_dir))
     return run, {run.solver: row, **refs}, judge
-
-
-def format_value(value: float | None) -> str:
-    """Four significant digits; NaN shows as 'nan', a missing metric as '-'."""
-    if value is None:
-        return "-"
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return f"{value:.4g}"
-
-
-def table_columns(rows: dict[str, dict[str, float]]) -> list[str]:
-    """Metric columns any row has, in the standard order (train_seconds last)."""
-    present = {k for r in rows.values() for k in r}
-    return [k for k in (*METRIC_NAMES, "train_seconds") if k in present]
-
-
-def metrics_table(rows: dict[str, dict[str, float]], title: str) -> Any:
-    """A rich table: one row per map, one column per metric that any row has."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("map")
-    cols = table_columns(rows)
-    for c in cols:
-        table.add_column(c, justify="right")
-    for name, r in rows.items():
-        table.add_row(name, *(format_value(r.get(c)) for c in cols))
-    return table
-
-
-def markdown_table(rows: dict[str, dict[str, float]]) -> str:
-    """The same table as `metrics_table`, in Markdown (for report.md)."""
-    cols = table_columns(rows)
-    lines = ["| map | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(format_value(r.get(c)) for c in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def metrics_csv(rows: dict[str, dict[str, float]], solvers: set[str]) -> str:
-    """CSV with full precision: map, kind (solver | reference), one column per metric;
-    an empty cell is a metric that does not apply, `nan` one that was not finite."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    cols = table_columns(rows)
-    writer.writerow(["map", "kind", *cols])
-    for name, r in rows.items():
-        kind = "solver" if name in solvers else "reference"
-        writer.writerow([name, kind, *("" if r.get(c) is None else repr(r[c]) for c in cols)])
-    return buf.getvalue()
-
-
-def json_safe(rows: Any) -> Any:
-    """NaN/Inf -> None, so the JSON is strict (a null metric was computed and was not finite)."""
-    if isinstance(rows, dict):
-        return {k: json_safe(v) for k, v in rows.items()}
-    if isinstance(rows, float) and not math.isfinite(rows):
-        return None
-    return rows

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from otzoo.data import DataConfig, load_digit_set
+from otzoo.metrics.basic import batched_apply
 from otzoo.nets.classifier import Classifier3D
 from otzoo.runtime import atomic_write_bytes, atomic_write_json
 
@@ -91,16 +92,8 @@ class Judge:
     def key(self) -> str:
         return str(self.info["key"])
 
-    @torch.no_grad()
-    def _apply(self, fn: Any, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        outs = [
-            fn(x[i : i + batch_size].to(self.device, torch.float32)).cpu()
-            for i in range(0, len(x), batch_size)
-        ]
-        return torch.cat(outs)
-
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self._apply(self.model, x)
+        return batched_apply(lambda b: self.model(b.float()), x.cpu(), 256, self.device)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted digit per sample (int64, on CPU)."""
@@ -108,7 +101,7 @@ class Judge:
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate activations [N, feature_dim] (on CPU), the voxel-FID features."""
-        return self._apply(self.model.features, x)
+        return batched_apply(lambda b: self.model.features(b.float()), x.cpu(), 256, self.device)
 
 
 def _augment(x: torch.Tensor, cfg: JudgeConfig, g: torch.Generator) -> torch.Tensor:

@@ -1,26 +1,21 @@
-"""Device choice, seeding, atomic files and safe checkpoints: the parts of a run that must never
-lose work or execute untrusted data."""
+"""Device choice, seeding, atomic files and output paths checked before any work: the parts of
+every command that must never lose work (run folders and checkpoints: otzoo.runs)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import pickle
 import random
-import re
 import tempfile
-import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from otzoo.errors import CheckpointError, DeviceError, OtzooError
-
-CKPT_FORMAT = "otzoo-checkpoint-1"
-_CKPT_RE = re.compile(r"^step_(\d+)\.pt$")
+from otzoo.errors import ConfigError, DeviceError, OtzooError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -84,6 +79,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 -> the user's umask
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -91,65 +87,48 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def save_checkpoint(ckpt_dir: Path, step: int, payload: dict[str, Any], keep: int = 2) -> Path:
-    """Atomically write ckpt_dir/step_NNNNNNN.pt, then prune older ones beyond `keep`."""
-    path = ckpt_dir / f"step_{step:07d}.pt"
-    buf = io.BytesIO()
-    torch.save({"format": CKPT_FORMAT, "step": step, **payload}, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    for old in list_checkpoints(ckpt_dir)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
-    return path
-
-
-def list_checkpoints(ckpt_dir: Path) -> list[Path]:
-    """Checkpoint files sorted by step (oldest first)."""
-    if not ckpt_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _CKPT_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load with weights_only=True: a pickle carrying code is refused, never executed."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; check the run folder")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{path}: refused to load: it holds Python objects other than tensors (a pickle that "
-            "could run code); only load checkpoints written by otzoo"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise CheckpointError(
-            f"{path}: checkpoint is corrupt or truncated ({type(err).__name__}); "
-            "delete it to resume from the previous one, or start a new run"
-        ) from None
-    if not isinstance(obj, dict) or obj.get("format") != CKPT_FORMAT:
-        raise CheckpointError(
-            f"{path}: not an otzoo checkpoint; pass a file from a run's ckpt/ folder"
-        )
-    return obj
-
-
-def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = list_checkpoints(ckpt_dir)
-    return found[-1] if found else None
-
-
-def check_writable(folder: Path) -> None:
-    """Fail early (before any work) when the output folder cannot be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".otzoo-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
+def check_out_path(path: Path, what: str = "--out", kind: str = "folder") -> None:
+    """Fail before any work when `path` cannot become a writable folder (or file): it exists as
+    the other kind, or its nearest existing ancestor is not a writable folder. Creates nothing,
+    so a refused command leaves nothing behind."""
+    path = Path(path)
+    want_dir = kind == "folder"
+    if path.exists() and path.is_dir() != want_dir:
+        other = "a folder" if path.is_dir() else "a file"
+        raise OtzooError(f"{what} {path}: is {other}, expected a {kind}; pass a {kind} path")
+    probe = path if path.exists() and want_dir else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
         raise OtzooError(
-            f"{folder}: output folder is not writable ({err.strerror}); pass --out to a writable folder"
-        ) from None
+            f"{what} {path}: not writable ({probe} is a file, not a folder); pass {what} to a "
+            "writable folder"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OtzooError(
+            f"{what} {path}: not writable (no permission to write in {probe}); pass {what} to "
+            "a writable folder"
+        )
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch intra-op threads for one command, restored afterwards."""
+    if n < 1:
+        raise ConfigError(f"--threads {n}: use a positive number of CPU threads, e.g. --threads 1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,15 +1,16 @@
 """The solver protocol: the only thing the trainer and the harness know about a solver.
 
 A solver is a class with a frozen dataclass `Config` (whose defaults run), a few class-level
-facts (`summary`, `tags`, `presets`), and five methods: `__init__`, `step`, `transport`,
-`state_dict`, `load_state_dict`. Core code never branches on solver types; what differs
-between solvers lives in their module under `plugins/` (or in a third party's package).
+facts (`summary`, `tags`, `presets`, `equal_shapes`, `amp_safe`), and five methods: `__init__`,
+`step`, `transport`, `state_dict`, `load_state_dict`. Core code never branches on solver types;
+what differs between solvers lives in their module under `plugins/` (or in a third party's
+package). The training loop (otzoo.loop) owns the step count and the learning-rate schedule,
+so a solver keeps no counters of its own: `steps_done` is there to read (docs/design.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -19,14 +20,6 @@ from torch import nn
 
 if TYPE_CHECKING:
     from otzoo.data.spec import PairSpec
-
-
-def cosine_factor(step: int, total: int, floor: float = 1e-4) -> float:
-    """Cosine decay from 1 to `floor` over `total` steps, then flat (w2ot's schedule)."""
-    if total <= 0:
-        return 1.0
-    t = min(step, total) / total
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 # Tags a solver may declare; the harness uses them to choose data and metrics.
@@ -85,6 +78,9 @@ class Solver(ABC):
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     # False for solvers whose losses need fp32 (e.g. gradients of convex potentials).
     amp_safe: ClassVar[bool] = True
+    # True for solvers whose cost compares x with T(x) (||x - T(x)||^2): the core refuses pairs
+    # whose source and target shapes differ before building one (OTM maps latents: False).
+    equal_shapes: ClassVar[bool] = True
 
     def __init__(self, config: SolverConfig, info: PairInfo, device: torch.device) -> None:
         self.config = config
@@ -92,7 +88,7 @@ class Solver(ABC):
         self.device = device
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.steps_done = 0
+        self.steps_done = 0  # outer steps taken; advanced by otzoo.loop.run_steps only
 
     # -- the protocol -------------------------------------------------------------------------
     @abstractmethod
@@ -111,11 +107,6 @@ class Solver(ABC):
         del spec, preset
         return {}
 
-    @classmethod
-    def tiny_config(cls) -> SolverConfig:
-        """A config that trains in seconds on CPU (tests, smoke runs)."""
-        return cls.make_config(cls.presets.get("tiny", {}))
-
     # -- shared plumbing ----------------------------------------------------------------------
     @classmethod
     def make_config(cls, overrides: dict[str, Any] | None = None) -> SolverConfig:
@@ -123,18 +114,6 @@ class Solver(ABC):
         names = {f.name for f in dataclasses.fields(cls.Config)}
         own = {k: v for k, v in (overrides or {}).items() if k in names}
         return cls.Config(**own)
-
-    def schedule_lr(self, decay_steps: int) -> None:
-        """Set every optimizer's lr to its initial lr times `cosine_factor(steps_done,
-        decay_steps)`; call at the top of `step`. The initial lr lives in the param group, so
-        it is checkpointed and a resumed run continues the same schedule."""
-        if decay_steps <= 0:
-            return
-        factor = cosine_factor(self.steps_done, decay_steps)
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group.setdefault("initial_lr", group["lr"])
-                group["lr"] = group["initial_lr"] * factor
 
     def train_mode(self, on: bool = True) -> None:
         for m in self.modules.values():

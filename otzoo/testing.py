@@ -1,34 +1,24 @@
 """Conformance checks any solver must pass; otzoo's own contract tests and third parties use them.
 
-`check_solver(MySolver)` trains the solver's tiny config for a few steps on a tiny synthetic
-problem of each data kind it supports and checks what the trainer and harness rely on.
+`check_solver(cls)` trains the solver's tiny preset for a few steps, through the same loop as
+`otzoo train` (otzoo.loop.run_steps), on a tiny synthetic problem of each data kind it
+supports, and checks what the trainer and harness rely on.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from otzoo.batches import from_tensors
+from otzoo.config import resolve
+from otzoo.loop import run_steps
+from otzoo.registry import check_fits, list_solvers
 from otzoo.solver import PairInfo, Solver
 
 STEPS = 3
-
-
-class _Batches:
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0):
-        self.x_all, self.y_all, self.batch_size = x, y, batch_size
-        self._g = torch.Generator().manual_seed(seed)
-
-    def x(self, n: int | None = None) -> torch.Tensor:
-        return self.x_all[
-            torch.randint(len(self.x_all), (n or self.batch_size,), generator=self._g)
-        ]
-
-    def y(self, n: int | None = None) -> torch.Tensor:
-        return self.y_all[
-            torch.randint(len(self.y_all), (n or self.batch_size,), generator=self._g)
-        ]
+# Pair specs whose tiny preset resolves the config for each data kind (only their presets are
+# read: the data themselves are the synthetic ones of `tiny_problem`).
+PRESET_PAIRS = {"voxel": "3-5", "vector": "gauss:4"}
 
 
 def tiny_problem(
@@ -59,23 +49,25 @@ def check_solver(
     cls: type[Solver], kinds: tuple[str, ...] | None = None, batch_size: int = 8
 ) -> None:
     """Raise AssertionError when `cls` breaks the protocol on any data kind it declares."""
-    assert cls.id, f"{cls.__name__} is not registered (use @register_solver)"
+    list_solvers()  # discovery gives every installed solver its id (its entry point's name)
+    assert cls.id, f"{cls.__name__} has no id: declare it as an entry point (otzoo.solvers)"
     assert cls.summary, f"{cls.id}: give the solver a one-line summary"
     kinds = kinds or tuple(k for k in ("voxel", "vector") if k in cls.tags)
     assert kinds, f"{cls.id}: tags name no data kind (voxel or vector)"
     for kind in kinds:
         torch.manual_seed(0)
         info, x, y = tiny_problem(kind)
-        config = cls.tiny_config()
-        solver = cls(config, info, torch.device("cpu"))
-        batches = _Batches(x, y, batch_size)
-        for i in range(STEPS):
-            losses = solver.step(batches)
-            solver.steps_done = i + 1  # as the trainer does: step-driven schedules see it
+        check_fits(cls, info)
+        run = resolve(cls, PRESET_PAIRS[kind], "tiny")
+        solver = cls(run.solver_config, info, torch.device("cpu"))
+        seen: list[dict[str, float]] = []
+        batches = from_tensors(x, y, batch_size, seed=0)
+        run_steps(solver, batches, STEPS, on_step=lambda info, seen=seen: seen.append(info.losses))
+        assert solver.steps_done == STEPS and len(seen) == STEPS
+        for losses in seen:
             assert isinstance(losses, dict) and losses, f"{cls.id}/{kind}: step must return losses"
             for k, v in losses.items():
                 assert isinstance(v, float), f"{cls.id}/{kind}: loss {k} is {type(v)}, not float"
-                assert math.isfinite(v), f"{cls.id}/{kind}: loss {k}={v} at step {i}"
         solver.train_mode(False)
         with torch.no_grad():
             z = _fixed_noise(solver, x[:5])
@@ -85,8 +77,9 @@ def check_solver(
         )
         assert torch.isfinite(out).all(), f"{cls.id}/{kind}: transport gave non-finite values"
 
-        clone = cls(config, info, torch.device("cpu"))
+        clone = cls(run.solver_config, info, torch.device("cpu"))
         clone.load_state_dict(solver.state_dict())
+        assert clone.steps_done == STEPS, f"{cls.id}/{kind}: steps_done not restored"
         clone.train_mode(False)
         with torch.no_grad():
             again = clone.transport(x[:5], z)

@@ -5,17 +5,20 @@ minimising the same saddle as NOT with a linear potential, which is a useful san
 To publish your solver:
 
 1. Copy this module into your package (e.g. `mypkg/my_solver.py`) and rename the class.
-2. Register it under a short id with `@register_solver("my-id")`.
-3. Declare it in your pyproject.toml, exactly as otzoo's built-ins do:
+2. Declare it in your pyproject.toml, exactly as otzoo's built-ins do; the entry point's name
+   is the solver's id (written nowhere else):
 
        [project.entry-points."otzoo.solvers"]
        my-id = "mypkg.my_solver:MySolver"
 
-4. `pip install -e .`, then `otzoo solvers` lists it and `otzoo compare --solvers my-id,not`
+3. `pip install -e .`, then `otzoo solvers` lists it and `otzoo compare --solvers my-id,not`
    judges it beside the others. Run the conformance checks in your own tests:
 
+       from otzoo.registry import get_solver
        from otzoo.testing import check_solver
-       def test_my_solver(): check_solver(MySolver)
+       def test_my_solver(): check_solver(get_solver("my-id"))
+
+examples/plugin-package/ is such a package, ready to copy.
 
 Networks: take them from `otzoo.nets` (UNet3D, ResNet3D, MLP, ICNNs) instead of defining copies.
 """
@@ -27,7 +30,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from otzoo.registry import register_solver
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 
@@ -37,7 +39,6 @@ class TranslationConfig(SolverConfig):
     f_iters: int = 1
 
 
-@register_solver("template-translation")
 class TranslationSolver(Solver):
     summary = "Template: best translation map x + b (copy plugins/_template.py to start a solver)"
     tags = frozenset({"voxel", "vector", "neural"})  # which data kinds it supports

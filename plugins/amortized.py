@@ -4,11 +4,12 @@ ICLR 2023).
 A potential f (an ICNN, or a plain non-convex net plus 0.5*exp(a)*||x||^2) gives the map
 grad f. Its conjugate point x_hat(y) = argmin_x f(x) - <x, y> is predicted by an amortization
 net H, fine-tuned by a batched conjugate solver (L-BFGS or Adam, otzoo.conjugate) and detached;
-f minimizes the dual `mean f(x) + mean(<x_hat, y> - f(x_hat))` (DESIGN §2). H learns by one of
-three amortization losses on its prediction x~ = H(y), with f's parameters frozen there:
+f minimizes the dual `mean f(x) + mean(<x_hat, y> - f(x_hat))` (docs/design.md). H learns by one
+of three amortization losses on its prediction x~ = H(y), with f's parameters frozen there:
 `objective` f(x~) - <x~, y>, `regression` ||x~ - x_hat||^2, `cycle` ||grad f(x~) - y||^2.
-Reference: AdamW lr 5e-4, betas (0.5, 0.5), cosine decay; best reported is the non-convex MLP
-potential with regression amortization and L-BFGS, the defaults here.
+Reference: AdamW lr 5e-4, betas (0.5, 0.5), cosine decay (the loop's `lr_schedule`); best
+reported is the non-convex MLP potential with regression amortization and L-BFGS, the
+defaults here.
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from otzoo.conjugate import CONJUGATE_SOLVERS, fit_identity, solve_conjugate
+from otzoo.conjugate import CONJUGATE_SOLVERS, fit_identity, solve_conjugate, sq_dist
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError
 from otzoo.nets import MLP, ResNet3D, UNet3D
 from otzoo.nets.icnn import ConvICNN3D, DenseICNN, QuadraticPlus, potential_gradient
-from otzoo.registry import register_solver
-from otzoo.solver import Batches, PairInfo, Solver, SolverConfig, cosine_factor
+from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 POTENTIALS = ("mlp", "icnn")
 AMORTIZATIONS = ("regression", "objective", "cycle")
@@ -44,7 +44,6 @@ class AmortizedConfig(SolverConfig):
     beta1: float = 0.5
     beta2: float = 0.5
     weight_decay: float = 1e-4
-    lr_decay_steps: int = 0  # cosine decay to lr*1e-4 over this many steps; 0: constant lr
     hidden: tuple[int, ...] = ()  # potential MLP widths; (): (2b, 2b, b), b = max(d, 32)
     h_hidden: tuple[int, ...] = ()  # amortization MLP widths (residual); () as above
     activation: str = "softplus"  # mlp potential's activation (smooth: the map is its gradient)
@@ -64,8 +63,8 @@ class AmortizedConfig(SolverConfig):
         ):
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}: use one of {', '.join(allowed)}")
-        if self.conj_max_iter < 0 or self.conj_gtol < 0 or self.lr_decay_steps < 0:
-            raise ConfigError("conj_max_iter, conj_gtol and lr_decay_steps must be >= 0")
+        if self.conj_max_iter < 0 or self.conj_gtol < 0:
+            raise ConfigError("conj_max_iter and conj_gtol must be >= 0")
         if self.conj_max_iter == 0 and self.amortization == "regression":
             raise ConfigError(
                 "amortization=regression needs conj_max_iter > 0 (it regresses H onto the "
@@ -120,15 +119,10 @@ def build_amortizer(c: AmortizedConfig, info: PairInfo) -> nn.Module:
     return MLP(info.y_dim, info.y_dim, hidden=_widths(c.h_hidden, info.y_dim), residual=True)
 
 
-def _sq_norm(a: Tensor, b: Tensor) -> Tensor:
-    return (a - b).pow(2).flatten(1).sum(dim=1).mean()
-
-
 def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).flatten(1).sum(dim=1)
 
 
-@register_solver("amortized")
 class Amortized(Solver):
     summary = "Amortized-conjugate dual OT (Amos 2023): potential f, predicted + L-BFGS conjugate"
     tags = frozenset({"voxel", "vector", "neural"})
@@ -148,14 +142,14 @@ class Amortized(Solver):
         "quick": {
             "conj_max_iter": 10,
             "conj_gtol": 1e-2,
-            "lr_decay_steps": 350,  # the quick preset's steps: follows --steps
+            "lr_schedule": "cosine",  # over the run's steps
             "f_base": 8,
             "pretrain_steps": 20,
         },
         "full": {
             "conj_max_iter": 100,
             "conj_gtol": 1e-3,
-            "lr_decay_steps": 10000,
+            "lr_schedule": "cosine",
             "lr": 5e-4,
             "f_base": 32,
             "f_levels": 3,
@@ -173,7 +167,7 @@ class Amortized(Solver):
             "batch_size": 256,
             "steps": 5000,
             "lr": 1e-2,
-            "lr_decay_steps": 5000,
+            "lr_schedule": "cosine",
             "weight_decay": 0.0,
             "hidden": (128, 128, 128),
             "conj_max_iter": 30,
@@ -182,11 +176,6 @@ class Amortized(Solver):
 
     def __init__(self, config: AmortizedConfig, info: PairInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
-        if info.x_shape != info.y_shape:
-            raise ConfigError(
-                f"amortized maps between equal shapes, got {info.x_shape} and {info.y_shape}; "
-                "pick a pair whose source and target have the same shape"
-            )
         self.f = build_potential(config, info).to(device)
         self.H = build_amortizer(config, info).to(device)
         self.modules = {"f": self.f, "H": self.H}
@@ -197,12 +186,6 @@ class Amortized(Solver):
             )
             for k, m in self.modules.items()
         }
-        self.updates = 0  # optimizer steps taken (drives the lr schedule and pre-training)
-
-    def current_lr(self) -> float:
-        """Cosine decay from lr to lr*1e-4 over lr_decay_steps (w2ot's schedule), then flat."""
-        c = self.config
-        return c.lr * cosine_factor(self.updates, c.lr_decay_steps)
 
     def conjugate(self, y: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
         """(H's prediction x~ with its graph, fine-tuned x_hat detached, solver stats)."""
@@ -222,22 +205,19 @@ class Amortized(Solver):
     def _amortization_loss(self, x_pred: Tensor, x_hat: Tensor, y: Tensor) -> Tensor:
         kind = self.config.amortization
         if kind == "regression":
-            return _sq_norm(x_pred, x_hat)
+            return sq_dist(x_pred, x_hat)
         if kind == "objective":
             return (self.f(x_pred) - _dot(x_pred, y)).mean()
-        return _sq_norm(potential_gradient(self.f, x_pred, create_graph=True), y)
+        return sq_dist(potential_gradient(self.f, x_pred, create_graph=True), y)
 
     def step(self, batches: Batches) -> dict[str, float]:
         c, logs = self.config, {}
-        if self.updates == 0 and c.potential == "icnn" and c.pretrain_steps:
+        if self.steps_done == 0 and c.potential == "icnn" and c.pretrain_steps:
 
             def sample() -> Tensor:  # f is evaluated near x (the map) and near y (x_hat)
                 return torch.cat([batches.x(), batches.y()])
 
             logs["pretrain_f"] = fit_identity(self.f, sample, c.pretrain_steps, c.pretrain_lr)
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = self.current_lr()
         x, y = batches.x(), batches.y()
         x_pred, x_hat, stats = self.conjugate(y)
         self.f.requires_grad_(False)  # the amortization loss trains H only
@@ -252,7 +232,6 @@ class Amortized(Solver):
         clamp = getattr(self.f, "clamp_convex", None)
         if clamp is not None:
             clamp()
-        self.updates += 1
         return {
             "loss_f": float(loss_f.detach()),
             "amortization": float(amort.detach()),
@@ -266,9 +245,3 @@ class Amortized(Solver):
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         """The inverse map grad f*(y) = x_hat(y): H's prediction fine-tuned by the solver."""
         return self.conjugate(y)[1]
-
-    def extra_state(self) -> dict[str, int]:
-        return {"updates": self.updates}
-
-    def load_extra_state(self, state: dict[str, int]) -> None:
-        self.updates = int(state.get("updates", 0))

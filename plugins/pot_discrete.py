@@ -40,7 +40,6 @@ import ot
 import torch
 
 from otzoo.errors import ConfigError
-from otzoo.registry import register_solver
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 GIB = 2**30
@@ -107,11 +106,6 @@ class _Discrete(Solver):
 
     def __init__(self, config: SolverConfig, info: PairInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
-        if info.x_shape != info.y_shape:
-            raise ConfigError(
-                f"solver {self.id!r} uses the cost ||x - y||^2, which needs source and target of "
-                f"one shape (got {info.x_shape} and {info.y_shape}); use otm for such pairs"
-            )
         self.fit_state: dict[str, torch.Tensor] = {}
         self.losses: dict[str, float] = {}
 
@@ -160,7 +154,6 @@ class _Discrete(Solver):
         self.losses = {k: float(v) for k, v in state.get("losses", {}).items()}
 
 
-@register_solver("pot")
 class ExactOT(_Discrete):
     summary = "Exact discrete OT (POT ot.emd): barycentric map + nearest-source displacement"
     Config = EMDConfig
@@ -201,7 +194,6 @@ class ExactOT(_Discrete):
         return x + self.fit_state["displacement"][nearest]
 
 
-@register_solver("pot-sinkhorn")
 class SinkhornOT(_Discrete):
     summary = "Entropic discrete OT (POT log-domain Sinkhorn): the entropic map, any x"
     Config = SinkhornConfig
@@ -247,7 +239,6 @@ class SinkhornOT(_Discrete):
         return torch.softmax(logits, dim=1) @ s["y_train"]
 
 
-@register_solver("pot-linear")
 class LinearOT(_Discrete):
     summary = "Closed-form Gaussian (Bures) map between empirical moments; low-rank for voxels"
     Config = LinearConfig

@@ -8,7 +8,8 @@ approximate conjugate). With Y_inv = grad D_conj(y) detached, one loss trains bo
 
 D_conj learns only through the cycle terms. Both potentials are pre-trained to the identity
 map (grad D(x) ~ x on source samples, grad D_conj(y) ~ y on target samples) inside the first
-step, and re-projected onto their convex set after every optimizer step.
+step (the loop's first, `steps_done == 0`), and re-projected onto their convex set after every
+optimizer step.
 """
 
 from __future__ import annotations
@@ -17,21 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from otzoo.conjugate import fit_identity
+from otzoo.conjugate import fit_identity, sq_dist
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError
 from otzoo.nets.icnn import ConvICNN3D, DenseICNN, potential_gradient
-from otzoo.registry import register_solver
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 
 @dataclass(frozen=True)
 class W2GNConfig(SolverConfig):
     lr: float = 3e-4  # Adam, both potentials (reference 3e-4)
-    lr_decay_steps: int = 0  # cosine decay of the lr to 1e-4 x over this many steps; 0: constant
     cycle_lambda: float | None = None  # lam; None: min(dim, 50), the reference's choice
     pretrain_steps: int = 300  # identity pre-training steps per potential, in the first step
     pretrain_lr: float = 1e-3
@@ -51,11 +50,6 @@ class W2GNConfig(SolverConfig):
 
 def build_icnn(c: W2GNConfig, info: PairInfo) -> nn.Module:
     """A DenseICNN for vectors, a ConvICNN3D for voxels (f = O(||x||^2) in both)."""
-    if info.x_shape != info.y_shape:
-        raise ConfigError(
-            f"W2GN maps between equal shapes, got {info.x_shape} and {info.y_shape}; "
-            "pick a pair whose source and target have the same shape"
-        )
     if info.kind == "voxel":
         return ConvICNN3D(
             info.x_shape[0],
@@ -73,12 +67,6 @@ def build_icnn(c: W2GNConfig, info: PairInfo) -> nn.Module:
     )
 
 
-def _sq_norm(a: Tensor, b: Tensor) -> Tensor:
-    """mean over the batch of ||a - b||^2 (summed over every element of a sample)."""
-    return (a - b).pow(2).flatten(1).sum(dim=1).mean()
-
-
-@register_solver("w2gn")
 class W2GN(Solver):
     summary = "W2GN (Korotin et al. 2021): two ICNN potentials, cycle-regularised, non-minimax"
     tags = frozenset({"voxel", "vector", "neural"})
@@ -110,7 +98,6 @@ class W2GN(Solver):
         }
         lam = config.cycle_lambda
         self.lam = float(min(info.x_dim, 50) if lam is None else lam)
-        self.updates = 0  # optimizer steps taken; 0 means identity pre-training is still due
 
     def pretrain(self, batches: Batches) -> dict[str, float]:
         """Fit grad D(x) ~ x on source batches and grad D_conj(y) ~ y on target batches."""
@@ -123,14 +110,14 @@ class W2GN(Solver):
         }
 
     def step(self, batches: Batches) -> dict[str, float]:
-        self.schedule_lr(self.config.lr_decay_steps)
-        logs = self.pretrain(batches) if self.updates == 0 and self.config.pretrain_steps else {}
+        first = self.steps_done == 0
+        logs = self.pretrain(batches) if first and self.config.pretrain_steps else {}
         x, y = batches.x(), batches.y()
         y_inv = potential_gradient(self.D_conj, y, create_graph=True)
         x_fwd = potential_gradient(self.D, x, create_graph=True)
         dual = self.D(x).mean() - self.D(y_inv.detach()).mean()
-        cycle_y = _sq_norm(potential_gradient(self.D, y_inv, create_graph=True), y)
-        cycle_x = _sq_norm(potential_gradient(self.D_conj, x_fwd, create_graph=True), x)
+        cycle_y = sq_dist(potential_gradient(self.D, y_inv, create_graph=True), y)
+        cycle_x = sq_dist(potential_gradient(self.D_conj, x_fwd, create_graph=True), x)
         loss = dual + self.lam * (cycle_y + cycle_x)
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
@@ -139,7 +126,6 @@ class W2GN(Solver):
             opt.step()
         self.D.clamp_convex()
         self.D_conj.clamp_convex()
-        self.updates += 1
         values = {"loss": loss, "dual": dual, "cycle_y": cycle_y, "cycle_x": cycle_x}
         return {**{k: float(v.detach()) for k, v in values.items()}, **logs}
 
@@ -149,9 +135,3 @@ class W2GN(Solver):
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         """The learned inverse map grad D_conj(y) (Q -> P)."""
         return potential_gradient(self.D_conj, y)
-
-    def extra_state(self) -> dict[str, int]:
-        return {"updates": self.updates}
-
-    def load_extra_state(self, state: dict[str, int]) -> None:
-        self.updates = int(state.get("updates", 0))

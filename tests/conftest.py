@@ -37,43 +37,34 @@ def cli():
     return run_cli
 
 
-class Batches:
-    """Fresh samples on every call (the trainer's Batches, minimal): sample(n, generator).
-    `x_all` / `y_all` (for discrete solvers) are None unless a test sets them."""
+def Batches(sample_x, sample_y, batch_size: int, seed: int = 1):  # noqa: N802 (reads as a class)
+    """Fresh samples on every call, drawn by `sample(n, generator)`: otzoo's BatchSampler."""
+    from otzoo.batches import from_draws
 
-    def __init__(self, sample_x, sample_y, batch_size: int, seed: int = 1):
-        self.sample_x, self.sample_y, self.batch_size = sample_x, sample_y, batch_size
-        self.gen = torch.Generator().manual_seed(seed)
-        self.x_all = self.y_all = None
-
-    def x(self, n: int | None = None) -> torch.Tensor:
-        return self.sample_x(n or self.batch_size, self.gen)
-
-    def y(self, n: int | None = None) -> torch.Tensor:
-        return self.sample_y(n or self.batch_size, self.gen)
+    return from_draws(sample_x, sample_y, batch_size, seed)
 
 
-def pair_batches(pair, batch_size: int) -> Batches:
+def pair_batches(pair, batch_size: int):
     """Batches drawing fresh samples of a KnownMapPair's P and Q."""
     return Batches(pair.sample_x, pair.sample_y, batch_size)
 
 
-def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Batches:
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
     """Batches drawing random rows of fixed tensors."""
+    from otzoo.batches import from_tensors
 
-    def pick(data: torch.Tensor):
-        return lambda n, gen: data[torch.randint(len(data), (n,), generator=gen)]
-
-    return Batches(pick(x), pick(y), batch_size)
+    return from_tensors(x, y, batch_size, seed=1)
 
 
-def fit(solver, batches, steps: int) -> dict[str, float]:
-    """`steps` outer steps with `steps_done` advanced as the trainer does; the last losses."""
-    losses: dict[str, float] = {}
-    for _ in range(steps):
-        losses = solver.step(batches)
-        solver.steps_done += 1
-    return losses
+def fit(solver, batches, steps: int, **kw) -> dict[str, float]:
+    """`steps` more outer steps through the one training loop; the last losses."""
+    from otzoo.loop import run_steps
+
+    seen: list[dict[str, float]] = [{}]
+    run_steps(
+        solver, batches, solver.steps_done + steps, on_step=lambda i: seen.append(i.losses), **kw
+    )
+    return seen[-1]
 
 
 def w2_dir() -> Path | None:

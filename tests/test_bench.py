@@ -102,7 +102,7 @@ def test_bench_settings_are_the_plugins_vector_defaults():
     assert (low.solver_config.t_iters, high.solver_config.t_iters) == (3, 10)
     # voxel pairs and the tiny preset keep their own settings
     assert resolve(get_solver("not"), "3-5", "quick").train.batch_size == 32
-    assert resolve(get_solver("not"), "w2:8", "tiny").solver_config.lr_decay_steps == 0
+    assert resolve(get_solver("not"), "w2:8", "tiny").train.lr_schedule == "constant"
 
 
 def test_user_overrides_win_and_bad_keys_fail_up_front():
@@ -116,11 +116,11 @@ def test_user_overrides_win_and_bad_keys_fail_up_front():
 
 def test_lr_schedule_follows_steps_unless_set():
     run, _ = resolve_cells(["amortized"], [2], [], steps=7, seed=0)["amortized", 2]
-    assert run.train.steps == 7 and run.solver_config.lr_decay_steps == 7
+    assert run.train.steps == 7 and run.train.decay_steps() == 7
     run, _ = resolve_cells(["amortized"], [2], ["lr_decay_steps=3"], 7, 0)["amortized", 2]
-    assert run.solver_config.lr_decay_steps == 3
+    assert run.train.decay_steps() == 3
     run, _ = resolve_cells(["amortized"], [2], [], None, 0)["amortized", 2]
-    assert run.solver_config.lr_decay_steps == run.train.steps == 5000
+    assert run.train.decay_steps() == run.train.steps == 5000
 
 
 def test_solver_without_vector_tag_is_refused():

@@ -12,13 +12,13 @@ import pytest
 
 from otzoo.compare import CompareRequest, compare, plan, route_overrides
 from otzoo.errors import CheckpointError, ConfigError
-from otzoo.evaluate import METRIC_NAMES
 from otzoo.judge import JudgeConfig
+from otzoo.report import METRIC_NAMES
 from tests.conftest import run_cli
 from tests.test_cli import assert_one_line_error
 
 TINY_JUDGE = JudgeConfig(epochs=1, min_steps=20, batch_size=16, base=4, feature_dim=16)
-DETERMINISTIC_KEYS = set(METRIC_NAMES) - {"diversity", "mse_to_clean"}
+DETERMINISTIC_KEYS = set(METRIC_NAMES) - {"diversity", "mse_to_clean", "l2_uvp", "cosine"}
 
 
 def quiet(_msg: str) -> None:
@@ -36,10 +36,9 @@ def tiny_request(out, **kw) -> CompareRequest:
         solvers=("not", "not-weak"),
         pair="3-5",
         preset="tiny",
-        steps=2,
+        values={"steps": 2, "device": "cpu"},
         judge=TINY_JUDGE,
         show_progress=False,
-        device="cpu",
     )
     return CompareRequest(**{**base, **kw})
 
@@ -72,7 +71,7 @@ def test_cli_compare_writes_everything(tmp_path):
         acc.Reload()
         scalars = acc.Tags()["scalars"]
         assert "metrics/fid" in scalars and "metrics/target_accuracy" in scalars
-        assert any(t.startswith("loss/") for t in scalars)  # the training curves, same folder
+        assert any(t.startswith(f"{sid}/loss") for t in scalars)  # training curves, same folder
         assert "_hparams_/session_start_info" in acc.summary_metadata
 
     # `otzoo eval` on one of the runs scores it exactly as the comparison did
@@ -188,7 +187,8 @@ def test_sample_rows_are_the_inputs_then_each_solvers_maps(tmp_path):
 
     from otzoo.compare import sample_rows
     from otzoo.data import load_pair
-    from otzoo.train import build_solver, map_in_batches
+    from otzoo.evaluate import apply_map
+    from otzoo.registry import build_solver
 
     entries, pair, seed = plan(tiny_request(tmp_path / "s", solvers=("not", "pot-linear")))
     data = load_pair(pair, entries[0].run.data, seed=seed)
@@ -203,7 +203,7 @@ def test_sample_rows_are_the_inputs_then_each_solvers_maps(tmp_path):
     assert x.shape == (4, *data.x_shape)
     assert any(torch.equal(x[0], t) for t in data.x_test)  # real test inputs
     for e, row in zip(entries, rows[1:], strict=True):
-        assert torch.allclose(row, map_in_batches(e.solver, x).clamp(-1, 1))
+        assert torch.allclose(row, apply_map(e.solver, x).clamp(-1, 1))
         assert not torch.equal(row, x)
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from otzoo.config import RunConfig, parse_overrides, resolve
@@ -44,37 +46,39 @@ def test_unknown_preset():
         resolve(NOT, "3-5", "huge")
 
 
-def test_user_steps_carry_a_schedule_that_spans_the_preset_run():
+def test_a_schedule_over_the_run_follows_the_users_steps():
+    """lr_schedule=cosine with lr_decay_steps None spans the run, whatever --steps says; an
+    explicit length stays; a preset without a schedule keeps a constant lr."""
     amortized = get_solver("amortized")
     run = resolve(amortized, "w2:4", "quick", {"steps": 40})
-    assert run.train.steps == run.solver_config.lr_decay_steps == 40
+    assert run.train.lr_schedule == "cosine" and run.train.decay_steps() == 40
     run = resolve(amortized, "w2:4", "quick", {"steps": 40, "lr_decay_steps": 9})
-    assert run.solver_config.lr_decay_steps == 9
-    assert resolve(amortized, "3-5", "full", {"steps": 40}).solver_config.lr_decay_steps == 40
-    # no schedule in the preset (constant lr): none appears
-    assert resolve(amortized, "3-5", "tiny", {"steps": 40}).solver_config.lr_decay_steps == 0
+    assert run.train.decay_steps() == 9
+    assert resolve(amortized, "3-5", "full", {"steps": 40}).train.decay_steps() == 40
+    tiny = resolve(amortized, "3-5", "tiny", {"steps": 40}).train
+    assert tiny.lr_schedule == "constant" and tiny.decay_steps() == 0
 
 
-@pytest.mark.parametrize("sid", ["not", "otm", "w2gn"])
+@pytest.mark.parametrize("sid", ["not", "otm", "w2gn", "amortized"])
 def test_cosine_schedule_decays_and_resumes(sid):
-    """lr follows lr * cosine_factor(steps_done, lr_decay_steps); a reloaded solver (as on
+    """The loop sets lr = lr * cosine_factor(steps_done, decay); a reloaded solver (as on
     --resume) continues the same schedule instead of restarting at the initial lr."""
     import torch
 
     from otzoo.data.benchmarks import gaussian_pair
-    from otzoo.solver import PairInfo, cosine_factor
-    from tests.conftest import pair_batches
+    from otzoo.loop import cosine_factor
+    from otzoo.solver import PairInfo
+    from tests.conftest import fit, pair_batches
 
     cls = get_solver(sid)
-    config = cls.make_config({**cls.presets["tiny"], "lr_decay_steps": 4})
+    config = resolve(cls, "gauss:2", "tiny").solver_config
     info = PairInfo(kind="vector", x_shape=(2,), y_shape=(2,))
     torch.manual_seed(0)
     solver = cls(config, info, torch.device("cpu"))
     batches = pair_batches(gaussian_pair(2, seed=0), 16)
     base = [g["lr"] for o in solver.optimizers.values() for g in o.param_groups]
     for step in range(3):
-        solver.step(batches)
-        solver.steps_done = step + 1
+        fit(solver, batches, 1, lr_decay_steps=4)
         lrs = [g["lr"] for o in solver.optimizers.values() for g in o.param_groups]
         assert lrs == pytest.approx([b * cosine_factor(step, 4) for b in base])
     assert cosine_factor(2, 4) == pytest.approx(0.5, abs=1e-3) and cosine_factor(9, 4) < 1e-3
@@ -82,17 +86,42 @@ def test_cosine_schedule_decays_and_resumes(sid):
     torch.manual_seed(0)
     again = cls(config, info, torch.device("cpu"))
     again.load_state_dict(state)
-    again.step(batches)
+    fit(again, batches, 1, lr_decay_steps=4)
     lrs = [g["lr"] for o in again.optimizers.values() for g in o.param_groups]
     assert lrs == pytest.approx([b * cosine_factor(3, 4) for b in base])
 
 
-def test_cuda_runs_get_larger_batches_unless_the_user_chose_one(monkeypatch):
+def test_the_resolved_config_does_not_depend_on_the_machine(monkeypatch):
+    """The tuned settings are the same on a CPU and with CUDA: no device-dependent batch."""
+    cpu = [resolve(get_solver(s), p, "quick") for s in ("not", "otm") for p in ("3-5", "w2:8")]
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
-    assert resolve(NOT, "3-5", "quick").train.batch_size == 32 * 4
-    assert resolve(NOT, "3-5", "quick", {"batch_size": 16}).train.batch_size == 16
-    assert resolve(NOT, "3-5", "quick", {"device": "cpu"}).train.batch_size == 32
-    assert resolve(NOT, "3-5", "quick", {"cuda_batch_scale": 1}).train.batch_size == 32
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert resolve(NOT, "3-5", "quick").train.batch_size == 32
+    cuda = [resolve(get_solver(s), p, "quick") for s in ("not", "otm") for p in ("3-5", "w2:8")]
+    assert cpu == cuda
+    assert resolve(get_solver("otm"), "w2:8", "quick").train.batch_size == 256
+
+
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("steps", 0, "integer >= 1"),
+        ("batch_size", -3, "integer >= 1"),
+        ("amp", "fp8", "auto | bf16 | off"),
+        ("lr_schedule", "linear", "constant | cosine"),
+        ("lr_decay_steps", 0, ">= 1 or none"),
+    ],
+)
+def test_train_values_out_of_range_are_one_line(key, value, allowed):
+    with pytest.raises(ConfigError, match=re.escape(allowed)) as err:
+        resolve(NOT, "3-5", "tiny", {key: value})
+    assert f"{key}={value!r}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_typed_values_and_strings_resolve_alike():
+    typed = resolve(NOT, "3-5", "tiny", {"grid": 9, "steps": 5, "hidden": (16, 8)})
+    text = resolve(NOT, "3-5", "tiny", parse_overrides(["grid=9", "steps=5", "hidden=16,8"], NOT))
+    assert typed == text and typed.data.grid == 9
+
+
+def test_pair_specs_are_stored_normalised():
+    assert resolve(NOT, " 3-5 ", "tiny").pair == "3-5"

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from otzoo.runtime import list_checkpoints, load_checkpoint
+from otzoo.runs import list_checkpoints, load_checkpoint
 from tests.conftest import TINY, run_cli
 from tests.test_cli import assert_one_line_error
 
@@ -34,7 +34,7 @@ def train_args(out, steps=3, *extra):
 def test_truncated_checkpoint_is_one_line(tmp_path):
     out = tmp_path / "run"
     assert run_cli(*train_args(out)).returncode == 0
-    ckpt = list_checkpoints(out / "ckpt")[-1]
+    ckpt = list_checkpoints(out)[-1]
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     res = run_cli("train", "--resume", "--steps", "6", "--out", str(out), "--quiet")
     assert_one_line_error(res, "corrupt or truncated", ckpt.name)
@@ -65,7 +65,7 @@ def test_checkpoint_of_another_shape_is_one_line(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert run_cli(*train_args(a)).returncode == 0
     assert run_cli(*train_args(b, 3, "--set", "t_base=4")).returncode == 0
-    shutil.copy(list_checkpoints(a / "ckpt")[-1], b / "ckpt" / "step_0000004.pt")
+    shutil.copy(list_checkpoints(a)[-1], b / "ckpt" / "step_0000004.pt")
     res = run_cli("train", "--resume", "--steps", "6", "--out", str(b), "--quiet")
     assert_one_line_error(res, "does not fit this run's networks")
 
@@ -91,14 +91,14 @@ def _popen_train(out, steps):
 
 def _wait_for_checkpoint(out, proc, timeout=120):
     start = time.time()
-    while not list_checkpoints(out / "ckpt"):
+    while not list_checkpoints(out):
         assert proc.poll() is None, proc.communicate()
         assert time.time() - start < timeout, "no checkpoint appeared"
         time.sleep(0.05)
 
 
 def _weights(out):
-    return load_checkpoint(list_checkpoints(out / "ckpt")[-1])["state"]["modules"]
+    return load_checkpoint(list_checkpoints(out)[-1])["state"]["modules"]
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
@@ -110,12 +110,12 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
-    landed = load_checkpoint(list_checkpoints(killed / "ckpt")[-1])["step"]
+    landed = load_checkpoint(list_checkpoints(killed)[-1])["step"]
     assert 2 <= landed < 400 and landed % 2 == 0  # the atomic checkpoint survived the kill
     target = landed + 4
     res = run_cli("train", "--resume", "--steps", str(target), "--out", str(killed), "--quiet")
     assert res.returncode == 0, res.stderr
-    assert load_checkpoint(list_checkpoints(killed / "ckpt")[-1])["step"] == target
+    assert load_checkpoint(list_checkpoints(killed)[-1])["step"] == target
     assert run_cli(*train_args(clean, target, "--set", "ckpt_every=2")).returncode == 0
     wa, wb = _weights(killed), _weights(clean)
     for net in ("T", "f"):
@@ -130,7 +130,7 @@ def test_sigint_writes_checkpoint_and_exits_cleanly(tmp_path):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "checkpoint saved" in stdout
-    last = list_checkpoints(out / "ckpt")[-1]
+    last = list_checkpoints(out)[-1]
     assert load_checkpoint(last)["step"] >= 2
     res = run_cli(
         "train",

@@ -28,7 +28,30 @@ def test_duplicate_id_raises():
         pass
 
     with pytest.raises(ValueError, match="already registered"):
-        registry.register_solver("not")(Other)
+        registry.register(Other, "not")
+
+
+def test_an_id_is_written_once_a_class_under_two_ids_is_refused():
+    """The id is the entry point's name (pyproject.toml), copied to cls.id on discovery; the
+    same class declared under a second name is refused with a line naming both."""
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep.value for ep in entry_points(group=registry.GROUP)}
+    for sid in registry.list_solvers():
+        assert registry.get_solver(sid).id == sid
+        assert sid in eps or not registry.get_solver(sid).__module__.startswith("otzoo_plugins")
+    with pytest.raises(ValueError, match="already registered as 'not'.*'not-again'"):
+        registry.register(registry.get_solver("not"), "not-again")
+
+
+def test_solver_facts_are_checked_before_a_solver_is_built():
+    from otzoo.solver import PairInfo
+
+    info = PairInfo("voxel", (3, 2, 2, 2), (3, 8, 8, 8))
+    for sid in ("not", "w2gn", "amortized", "pot"):
+        with pytest.raises(ConfigError, match="one shape"):
+            registry.check_fits(registry.get_solver(sid), info)
+    registry.check_fits(registry.get_solver("otm"), info)  # maps latents: unequal is fine
 
 
 def test_solver_list_parsing():
@@ -54,5 +77,5 @@ def test_broken_plugin_is_a_warning_not_a_crash(monkeypatch):
         ids = registry.list_solvers()
     assert "not" in ids and "broken-one" not in ids
     assert issubclass(registry.get_solver("not"), Solver)
-    with pytest.raises(ConfigError, match="failed to import"):
+    with pytest.raises(ConfigError, match="failed to load"):
         registry.get_solver("broken-one")

@@ -11,7 +11,7 @@ import torch
 from otzoo import registry
 from otzoo.config import parse_overrides, resolve
 from otzoo.errors import CheckpointError, ConfigError, DivergenceError
-from otzoo.runtime import list_checkpoints, load_checkpoint
+from otzoo.runs import list_checkpoints, load_checkpoint
 from otzoo.train import train
 
 NOT = registry.get_solver("not")
@@ -39,9 +39,9 @@ def test_train_writes_checkpoint_tensorboard_and_metrics(tmp_path):
     res = train(tiny_run(3), tmp_path / "run", show_progress=False)
     out = tmp_path / "run"
     assert res.steps == 3
-    assert [p.name for p in list_checkpoints(out / "ckpt")] == ["step_0000003.pt"]
+    assert [p.name for p in list_checkpoints(out)] == ["step_0000003.pt"]
     scalars, images = event_tags(out / "tb")
-    assert {"loss/loss_t", "loss/loss_f", "metrics/transport_cost"} <= scalars
+    assert {"not/loss_t", "not/loss_f", "metrics/transport_cost"} <= scalars
     assert "maps" in images
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 3 and 0 <= metrics["color_preservation"] <= 1
@@ -56,8 +56,8 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
     res = train(tiny_run(6), a, resume=True, show_progress=False)
     assert res.steps == 6
     train(tiny_run(6), b, show_progress=False)
-    sa = load_checkpoint(list_checkpoints(a / "ckpt")[-1])["state"]["modules"]["T"]
-    sb = load_checkpoint(list_checkpoints(b / "ckpt")[-1])["state"]["modules"]["T"]
+    sa = load_checkpoint(list_checkpoints(a)[-1])["state"]["modules"]["T"]
+    sb = load_checkpoint(list_checkpoints(b)[-1])["state"]["modules"]["T"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -80,7 +80,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(DivergenceError, match="diverged at step 4") as err:
         train(tiny_run(10, solver=Exploding), tmp_path, show_progress=False)
     assert "\n" not in str(err.value)
-    ckpts = list_checkpoints(tmp_path / "ckpt")
+    ckpts = list_checkpoints(tmp_path)
     assert [p.name for p in ckpts] == ["step_0000003.pt"]
     assert load_checkpoint(ckpts[0])["step"] == 3
 
@@ -101,12 +101,12 @@ def test_resume_refuses_checkpoint_of_another_solver(tmp_path):
 def test_known_map_pairs_train_on_fresh_draws_and_resume_exactly(tmp_path, monkeypatch):
     """w2:/gauss: pairs sample P and Q anew every batch (as the benchmark does), and the
     sampler's state is checkpointed: 3 + 3 resumed steps equal 6 straight ones."""
-    from otzoo.data.vectors import FreshBatches
+    from otzoo.batches import BatchSampler
 
     drawn: list[torch.Tensor] = []
-    fresh_x = FreshBatches.x
+    real_x = BatchSampler.x
     monkeypatch.setattr(
-        FreshBatches, "x", lambda self, n=None: drawn.append(fresh_x(self, n)) or drawn[-1]
+        BatchSampler, "x", lambda self, n=None: drawn.append(real_x(self, n)) or drawn[-1]
     )
 
     def run(steps: int):
@@ -119,8 +119,8 @@ def test_known_map_pairs_train_on_fresh_draws_and_resume_exactly(tmp_path, monke
     assert all(len(x) == 16 for x in drawn)
     train(run(6), a, resume=True, show_progress=False)
     train(run(6), b, show_progress=False)
-    sa = load_checkpoint(list_checkpoints(a / "ckpt")[-1])["state"]["modules"]["T"]
-    sb = load_checkpoint(list_checkpoints(b / "ckpt")[-1])["state"]["modules"]["T"]
+    sa = load_checkpoint(list_checkpoints(a)[-1])["state"]["modules"]["T"]
+    sb = load_checkpoint(list_checkpoints(b)[-1])["state"]["modules"]["T"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 

@@ -234,3 +234,32 @@ def linear_bures_map(x_samples: Tensor, y_samples: Tensor) -> Callable[[Tensor],
         return affine(points.flatten(1).cpu()).reshape(points.shape).to(points.device)
 
     return apply
+
+
+# Published forward L2-UVP (%) on Mix3toMix10, from the benchmark's README (Korotin et al. 2021;
+# the amortized rows: Amos 2023). [MM:R] diverged at 128: no entry there.
+PUBLISHED: dict[str, dict[int, float]] = {
+    "[MM] minimax ICNN": {2: 0.1, 4: 0.3, 8: 0.9, 16: 2.2, 32: 4.2, 64: 3.2, 128: 3.1},
+    "[MM:R] reversed minimax (NOT/OTM form)": {2: 0.1, 4: 0.3, 8: 0.7, 16: 1.9, 32: 2.8, 64: 4.5},
+    "[W2] W2GN": {2: 0.1, 4: 0.7, 8: 2.6, 16: 3.3, 32: 6.0, 64: 7.2, 128: 2.0},
+    "[MMv1] per-batch conjugate": {2: 0.2, 4: 1.0, 8: 1.8, 16: 1.4, 32: 6.9, 64: 8.1, 128: 2.2},
+    "amortized, MLP potential (Amos 2023)": {
+        **{2: 0.03, 4: 0.22, 8: 0.60, 16: 0.80, 32: 2.09, 64: 2.08, 128: 0.67}
+    },
+    "amortized, ICNN potential (Amos 2023)": {
+        **{2: 0.26, 4: 0.79, 8: 1.63, 16: 1.12, 32: 1.92, 64: 4.40, 128: 1.64}
+    },
+    "[LS] large-scale entropic": {
+        2: 5.0,
+        4: 11.6,
+        8: 21.5,
+        16: 31.7,
+        32: 42.1,
+        64: 40.1,
+        128: 46.8,
+    },
+    "[L] linear Bures map": {2: 14.1, 4: 14.9, 8: 27.3, 16: 41.6, 32: 55.3, 64: 63.9, 128: 63.6},
+    "[ID] identity": {2: 32.7, 4: 42.0, 8: 58.6, 16: 87.0, 32: 121.0, 64: 137.0, 128: 145.0},
+}
+PUBLISHED_DIMS = (2, 4, 8, 16, 32, 64, 128)
+BEST_PUBLISHED = {d: min(r[d] for r in PUBLISHED.values() if d in r) for d in PUBLISHED_DIMS}

@@ -24,10 +24,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from otzoo.data.pairs import PAIR_LOADERS, DataConfig, PairData, load_digit_set, voxel_pair_data
+from otzoo.data.pairs import (
+    PAIR_LOADERS,
+    DataConfig,
+    PairData,
+    load_digit_set,
+    stream_generator,
+    voxel_pair_data,
+)
 from otzoo.data.spec import PairSpec, register_pair_kind
 from otzoo.errors import DataError
 
@@ -53,11 +59,6 @@ class DerivedSpec(PairSpec):
     latent_side: int = 0  # noise-D: side S of the C x S^3 latent
 
 
-def _generator(seed: int, stream: int) -> torch.Generator:
-    hi, lo = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed((int(hi) << 31) ^ int(lo))
-
-
 def _build_noise(m: re.Match[str], raw: str) -> PairSpec:
     side = int(m.group(2)) if m.group(2) is not None else LATENT_SIDE
     if side < 1:
@@ -79,7 +80,7 @@ def _noise_pair(spec: PairSpec, cfg: DataConfig, seed: int) -> PairData:
     ds = load_digit_set(cfg, seed)
     side = getattr(spec, "latent_side", 0) or LATENT_SIDE
     channels = ds.volumes.shape[1]
-    g = _generator(seed, _NOISE_X)
+    g = stream_generator(seed, _NOISE_X)
     tensors: dict[str, torch.Tensor] = {}
     labels: dict[str, torch.Tensor] = {}
     for split, flag in (("train", False), ("test", True)):
@@ -145,7 +146,7 @@ def _restoration_pair(spec: PairSpec, cfg: DataConfig, seed: int) -> PairData:
             f"pair {spec.raw!r} needs colored voxels but coloring={cfg.coloring!r} gives one "
             "channel; use --coloring rgby or hue"
         )
-    g_half, g_deg = _generator(seed, _HALVES), _generator(seed, _DEGRADE)
+    g_half, g_deg = stream_generator(seed, _HALVES), stream_generator(seed, _DEGRADE)
     tensors: dict[str, torch.Tensor] = {}
     labels: dict[str, torch.Tensor] = {}
     extras: dict[str, torch.Tensor] = {}

@@ -116,8 +116,9 @@ class PairData:
         return out
 
 
-def _generator(seed: int, stream: int) -> torch.Generator:
-    """A torch generator for one named random stream of `seed` (streams are independent)."""
+def stream_generator(seed: int, stream: int) -> torch.Generator:
+    """A torch generator for one named random stream of `seed` (streams are independent, so a
+    new use of randomness gets its own stream number instead of shifting the others)."""
     hi, lo = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed((int(hi) << 31) ^ int(lo))
 
@@ -135,7 +136,7 @@ def split_indices(raw: RawDigits, cfg: DataConfig, seed: int) -> tuple[np.ndarra
     a subset of the uncapped one, test within test and train within train: a judge trained
     with one cap never sees the test samples of a pair loaded with another.
     """
-    g = _generator(seed, _SPLIT)
+    g = stream_generator(seed, _SPLIT)
     chosen, test = [], []
     for d in range(10):
         idx = np.flatnonzero(raw.digits == d)
@@ -195,7 +196,7 @@ def load_digit_set(cfg: DataConfig, seed: int = 0) -> DigitSet:
 def _cached_digit_set(cfg: DataConfig, seed: int) -> DigitSet:
     raw = load_source(cfg.data)
     indices, is_test = split_indices(raw, cfg, seed)
-    g_rot, g_color = _generator(seed, _ROTATION), _generator(seed, _COLOR)
+    g_rot, g_color = stream_generator(seed, _ROTATION), stream_generator(seed, _COLOR)
     pal = palette(cfg.coloring)
     channels, g = pal.shape[1], cfg.grid
     volumes = torch.empty(len(indices), channels, g, g, g)

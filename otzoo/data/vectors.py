@@ -8,9 +8,9 @@ scoring, and `extras` holds `x_test_true_map` = T*(x_test) and `var_q` as tensor
 only reads tensors.
 
 Training sets are unpaired: x and y are drawn from independent streams, y = T*(x') with x'
-never seen as a source. The benchmark papers train on fresh samples at every step; the shared
-trainer draws batches from fixed tensors, so `load_pair` gives a large set (N_TRAIN), and the
-benchmark (`otzoo.bench`) uses `FreshBatches`, which samples P and Q anew for every batch.
+never seen as a source. As in the benchmark papers, training batches of these pairs are fresh
+samples of P and Q at every draw (`otzoo.batches.for_pair`); the fixed sets (N_TRAIN) serve
+solvers that fit once.
 
 The W2 weights folder is taken from an explicit argument (`otzoo bench w2 --weights DIR`),
 else from the environment variable OTZOO_W2BENCH_DIR; without either, or with a missing file,
@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from otzoo.data.benchmarks import KnownMapPair, gaussian_pair, w2_mix3_pair
-from otzoo.data.pairs import PAIR_LOADERS, DataConfig, PairData
+from otzoo.data.pairs import PAIR_LOADERS, DataConfig, PairData, stream_generator
 from otzoo.data.spec import PairSpec, register_pair_kind
 from otzoo.errors import DataError
 
@@ -38,7 +37,7 @@ W2_DIRNAME = "w2bench-mix3tomix10"
 N_TRAIN = 2**16  # fixed training draws per side for the shared trainer (the bench samples anew)
 N_TEST = 2**12
 MAX_DIM = 4096
-_X_TRAIN, _Y_TRAIN, _X_TEST, _Y_TEST, _FRESH = 20, 21, 22, 23, 24  # random streams
+_X_TRAIN, _Y_TRAIN, _X_TEST, _Y_TEST = 20, 21, 22, 23  # random streams (24: otzoo.batches)
 
 W2_FORM = "w2:DIM (W2 benchmark Mix3toMix10 in R^DIM, e.g. w2:16)"
 GAUSS_FORM = "gauss:DIM or gauss:DIM:S (Gaussians in R^DIM, pair seed S, e.g. gauss:16)"
@@ -64,11 +63,6 @@ class VectorPairData(PairData):
     """PairData plus the known optimal map of the pair."""
 
     known: KnownMapPair | None = None
-
-
-def _generator(seed: int, stream: int) -> torch.Generator:
-    hi, lo = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed((int(hi) << 31) ^ int(lo))
 
 
 def _check_dim(raw: str, dim: int, form: str) -> None:
@@ -131,10 +125,10 @@ def load_vector_pair(
     if n_train < 1 or n_test < 1:
         raise DataError(f"n_train={n_train}, n_test={n_test}: both must be >= 1")
     known = known_map_pair(spec, weights_dir)
-    x_train = known.sample_x(n_train, _generator(seed, _X_TRAIN))
-    y_train = known.sample_y(n_train, _generator(seed, _Y_TRAIN))
-    x_test = known.sample_x(n_test, _generator(seed, _X_TEST))
-    y_test = known.sample_y(n_test, _generator(seed, _Y_TEST))
+    x_train = known.sample_x(n_train, stream_generator(seed, _X_TRAIN))
+    y_train = known.sample_y(n_train, stream_generator(seed, _Y_TRAIN))
+    x_test = known.sample_x(n_test, stream_generator(seed, _X_TEST))
+    y_test = known.sample_y(n_test, stream_generator(seed, _Y_TEST))
     extras = {
         "x_test_true_map": known.true_map(x_test),
         "var_q": torch.tensor(known.var_q, dtype=torch.float64),
@@ -160,33 +154,6 @@ def _loader(spec: PairSpec, cfg: DataConfig, seed: int) -> PairData:
     """`load_pair` entry: the data config's voxel options do not apply to vector pairs."""
     del cfg
     return load_vector_pair(spec, seed)
-
-
-class FreshBatches:
-    """Batches drawn anew from P and Q at every call (infinite data, as in the W2 benchmark).
-
-    Implements the `Batches` protocol; `x_all` / `y_all` are the pair's fixed training sets, for
-    solvers that fit on a whole set (discrete baselines). The generator state is seeded, so a
-    run is reproducible.
-    """
-
-    def __init__(self, data: VectorPairData, batch_size: int, seed: int, device: torch.device):
-        if data.known is None:
-            raise DataError(
-                f"pair {data.spec.raw!r} has no known sampler; use a w2: or gauss: pair"
-            )
-        self.known = data.known
-        self.batch_size = batch_size
-        self.device = device
-        self.x_all = data.x_train.to(device)
-        self.y_all = data.y_train.to(device)
-        self.generator = _generator(seed, _FRESH)
-
-    def x(self, n: int | None = None) -> torch.Tensor:
-        return self.known.sample_x(n or self.batch_size, self.generator).to(self.device)
-
-    def y(self, n: int | None = None) -> torch.Tensor:
-        return self.known.sample_y(n or self.batch_size, self.generator).to(self.device)
 
 
 register_pair_kind(r"w2:([0-9]+)", _build_w2, W2_FORM)

@@ -10,7 +10,6 @@ from otzoo.data import PairData, load_pair, parse_pair
 from otzoo.data.benchmarks import gaussian_pair, w2_mix3_pair
 from otzoo.data.vectors import (
     W2_ENV,
-    FreshBatches,
     VectorPairData,
     default_w2_dir,
     known_map_pair,
@@ -83,9 +82,11 @@ def test_load_pair_routes_vector_specs():
 
 
 def test_fresh_batches_draw_new_seeded_samples():
+    from otzoo.batches import for_pair
+
     data = load_vector_pair(parse_pair("gauss:4"), seed=0, n_train=32, n_test=8)
-    b1 = FreshBatches(data, batch_size=16, seed=5, device=torch.device("cpu"))
-    b2 = FreshBatches(data, batch_size=16, seed=5, device=torch.device("cpu"))
+    b1 = for_pair(data, batch_size=16, seed=5, device=torch.device("cpu"))
+    b2 = for_pair(data, batch_size=16, seed=5, device=torch.device("cpu"))
     first, second = b1.x(), b1.x()
     assert first.shape == (16, 4) and b1.y(3).shape == (3, 4)
     assert not torch.equal(first, second)  # fresh draws, not a fixed set

@@ -9,13 +9,15 @@ import time
 import pytest
 import torch
 
+from otzoo.config import resolve
 from otzoo.data.benchmarks import gaussian_pair
 from otzoo.errors import ConfigError
 from otzoo.metrics.uvp import evaluate_map
+from otzoo.registry import check_fits
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver, tiny_problem
 from otzoo_plugins.amortized import Amortized
-from tests.conftest import pair_batches, tensor_batches
+from tests.conftest import fit, pair_batches, tensor_batches
 
 CPU = torch.device("cpu")
 VEC2 = PairInfo("vector", (2,), (2,))
@@ -51,11 +53,10 @@ def test_amortized_recovers_the_gaussian_map_in_2d():
     pair = gaussian_pair(2, seed=0)
     steps = 300
     torch.manual_seed(0)
-    solver = Amortized(Amortized.make_config({"lr_decay_steps": steps}), VEC2, CPU)
+    solver = Amortized(Amortized.Config(), VEC2, CPU)
     batches = pair_batches(pair, 256)
     start = time.perf_counter()
-    for _ in range(steps):
-        solver.step(batches)
+    fit(solver, batches, steps, lr_decay_steps=steps)
     seconds = time.perf_counter() - start
     scores = evaluate_map(pair, solver.transport, n=4096)
     print(
@@ -77,7 +78,7 @@ def test_amortized_recovers_the_gaussian_map_in_2d():
 def test_mlp_potential_and_amortizer_start_at_the_identity(kind):
     info, x, y = tiny_problem(kind)
     torch.manual_seed(0)
-    solver = Amortized(Amortized.tiny_config(), info, CPU)
+    solver = Amortized(resolve(Amortized, "3-5", "tiny").solver_config, info, CPU)
     assert torch.allclose(solver.transport(x), x, atol=1e-6)
     assert torch.allclose(solver.H(y), y, atol=1e-6)
     _, x_hat, stats = solver.conjugate(y)
@@ -89,23 +90,9 @@ def test_voxel_map_moves_towards_the_target_on_the_per_voxel_scale():
     info, x, y = tiny_problem("voxel", n=64)  # x in [-1, -0.5], y in [-0.5, 0]
     torch.manual_seed(0)
     solver = Amortized(Amortized.make_config({**Amortized.presets["tiny"], "lr": 1e-2}), info, CPU)
-    batches = tensor_batches(x, y, 16)
-    for _ in range(20):
-        solver.step(batches)
+    fit(solver, tensor_batches(x, y, 16), 20)
     moved = float(solver.transport(x).mean() - x.mean())
     assert 0.25 * float(y.mean() - x.mean()) < moved < 1.5 * float(y.mean() - x.mean())
-
-
-def test_cosine_schedule_decays_from_lr_to_its_floor():
-    solver = Amortized(Amortized.make_config({"lr": 1e-3, "lr_decay_steps": 100}), VEC2, CPU)
-    assert solver.current_lr() == pytest.approx(1e-3)
-    solver.updates = 50
-    assert solver.current_lr() == pytest.approx(0.5e-3, rel=1e-3)
-    solver.updates = 500
-    assert solver.current_lr() == pytest.approx(1e-7)
-    constant = Amortized(Amortized.Config(), VEC2, CPU)
-    constant.updates = 10**6
-    assert constant.current_lr() == Amortized.Config().lr
 
 
 def test_conjugate_tolerance_is_per_element_rms():
@@ -113,8 +100,7 @@ def test_conjugate_tolerance_is_per_element_rms():
     config = Amortized.make_config({"conj_gtol": 1e-4, "conj_max_iter": 200})
     solver = Amortized(config, PairInfo("vector", (3,), (3,)), CPU)
     batches = pair_batches(pair, 64)
-    for _ in range(5):
-        stats = solver.step(batches)
+    stats = fit(solver, batches, 5)
     assert stats["conj_grad_rms"] <= 1e-4
     y = batches.y(32)
     residual = solver.transport(solver.inverse(y)) - y
@@ -128,5 +114,5 @@ def test_bad_options_raise_config_errors():
         Amortized.make_config({"conj_solver": "newton"})
     with pytest.raises(ConfigError, match="regression needs conj_max_iter"):
         Amortized.make_config({"conj_max_iter": 0})
-    with pytest.raises(ConfigError, match="equal shapes"):
-        Amortized(Amortized.Config(), PairInfo("vector", (4,), (3,)), CPU)
+    with pytest.raises(ConfigError, match="one shape"):
+        check_fits(Amortized, PairInfo("vector", (4,), (3,)))

@@ -11,10 +11,10 @@ import torch
 from otzoo.config import resolve
 from otzoo.evaluate import evaluate
 from otzoo.registry import get_solver
-from otzoo.runtime import list_checkpoints, load_checkpoint
+from otzoo.runs import list_checkpoints, load_checkpoint
 from otzoo.solver import PairInfo
 from otzoo.train import train
-from otzoo_plugins.neural_ot import ema_update
+from otzoo_plugins.saddle import ema_update
 from tests.conftest import Batches, fit
 
 WEAK = get_solver("not-weak")
@@ -46,7 +46,7 @@ def test_weak_term_is_gamma_times_the_variance():
     for steps_done in (0, 5, 10, 20):  # gamma 0, 0.25, 0.5 (ramp end), 0.5
         solver.steps_done = steps_done
         torch.manual_seed(1)
-        loss, logs = solver._t_loss(x)
+        loss, logs = solver.map_loss(x)
         values[steps_done] = (float(loss.detach()), float(logs["variance"]), float(logs["gamma"]))
     strong, var, gamma0 = values[0]
     assert gamma0 == 0.0 and var > 1e-3
@@ -113,13 +113,13 @@ def test_resume_with_ema_is_bit_identical(tmp_path):
     train(run(2), a, show_progress=False)
     train(run(4), a, resume=True, show_progress=False)
     train(run(4), b, show_progress=False)
-    sa = load_checkpoint(list_checkpoints(a / "ckpt")[-1])["state"]["modules"]
-    sb = load_checkpoint(list_checkpoints(b / "ckpt")[-1])["state"]["modules"]
+    sa = load_checkpoint(list_checkpoints(a)[-1])["state"]["modules"]
+    sb = load_checkpoint(list_checkpoints(b)[-1])["state"]["modules"]
     assert set(sa) == {"T", "f", "T_ema"}
     for net in sa:
         assert all(torch.equal(sa[net][k], sb[net][k]) for k in sa[net]), net
     assert any(not torch.equal(sa["T_ema"][k], sa["T"][k]) for k in sa["T"])
-    at2 = load_checkpoint(list_checkpoints(b / "ckpt")[0])  # the EMA moved between steps 2 and 4
+    at2 = load_checkpoint(list_checkpoints(b)[0])  # the EMA moved between steps 2 and 4
     assert at2["step"] == 2
     assert any(
         not torch.equal(at2["state"]["modules"]["T_ema"][k], sb["T_ema"][k]) for k in sb["T_ema"]

@@ -10,10 +10,10 @@ import torch
 from otzoo.config import resolve
 from otzoo.data import DataConfig, load_pair
 from otzoo.errors import ConfigError
-from otzoo.registry import get_solver
+from otzoo.registry import build_solver, get_solver
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver
-from otzoo.train import build_solver, train
+from otzoo.train import train
 from otzoo_plugins.otm import OTM, upsample
 from tests.conftest import Batches, fit
 
@@ -80,7 +80,7 @@ def test_latent_source_has_a_learning_signal():
 
     def gap() -> float:
         with torch.no_grad():
-            return float(solver.psi(solver.transport(z)).mean() - solver.psi(y).mean())
+            return float(solver.potential(solver.transport(z)).mean() - solver.potential(y).mean())
 
     assert abs(gap()) < 0.02
     losses = fit(solver, Batches(latents, two_templates, 16), 30)
@@ -120,9 +120,9 @@ def test_go_penalty_known_values():
     x = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, -1.0]])
     tx = solver.T(x)
     assert torch.equal(tx, x)  # the residual map starts at the identity
-    solver.psi = HalfSquare()  # grad psi(T(x)) = x / D: the optimality condition holds
+    solver.potential = HalfSquare()  # grad psi(T(x)) = x / D: the optimality condition holds
     assert solver._go_penalty(x, tx).item() == pytest.approx(0.0, abs=1e-6)
-    solver.psi = lambda t: t.sum(1) * 0.0  # grad psi = 0: R = ||mean_b x|| / sqrt(D)
+    solver.potential = lambda t: t.sum(1) * 0.0  # grad psi = 0: R = ||mean_b x|| / sqrt(D)
     expected = torch.tensor([2.0, 2.0, 1.0]).norm() / math.sqrt(3)
     assert solver._go_penalty(x, tx).item() == pytest.approx(float(expected), rel=1e-6)
 
@@ -131,8 +131,8 @@ def test_saddle_value_at_the_known_optimum():
     """T = id, psi = ||y||^2/(2D) with y = x: L = mean ||x||^2/D (inner) - equal psi terms."""
     info = PairInfo(kind="vector", x_shape=(2,), y_shape=(2,))
     solver = OTM(OTM.make_config({"t_iters": 1, "lr_t": 0.0}), info, torch.device("cpu"))
-    solver.psi = HalfSquare()
-    solver.optimizers["psi"] = torch.optim.SGD(solver.psi.parameters(), lr=0.0)
+    solver.potential = HalfSquare()
+    solver.optimizers["psi"] = torch.optim.SGD(solver.potential.parameters(), lr=0.0)
     x = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
     losses = solver.step(Fixed(x, x))
     assert losses["loss_psi"] == pytest.approx((1.0 + 9.0) / 2 / 2)

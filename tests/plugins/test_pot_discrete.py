@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from otzoo.errors import ConfigError
-from otzoo.registry import get_solver
+from otzoo.registry import check_fits, get_solver
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver
 
@@ -131,7 +131,7 @@ def test_refuses_problems_too_large_with_a_way_out():
 def test_unequal_shapes_are_refused():
     info = PairInfo(kind="voxel", x_shape=(3, 4, 4, 4), y_shape=(3, 8, 8, 8))
     with pytest.raises(ConfigError, match="otm"):
-        get_solver("pot")(get_solver("pot").Config(), info, torch.device("cpu"))
+        check_fits(get_solver("pot"), info)
 
 
 @pytest.mark.parametrize("solver_id", IDS)

@@ -7,14 +7,16 @@ import time
 import pytest
 import torch
 
+from otzoo.config import resolve
 from otzoo.data.benchmarks import gaussian_pair
 from otzoo.errors import ConfigError
 from otzoo.metrics.uvp import evaluate_map
 from otzoo.nets.icnn import potential_gradient
+from otzoo.registry import check_fits, get_solver
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver, tiny_problem
 from otzoo_plugins.w2gn import W2GN
-from tests.conftest import pair_batches, tensor_batches
+from tests.conftest import fit, pair_batches, tensor_batches
 
 CPU = torch.device("cpu")
 
@@ -25,7 +27,7 @@ def _hidden_path(net) -> list[torch.Tensor]:
 
 
 def test_w2gn_passes_the_solver_contract():
-    check_solver(W2GN)
+    check_solver(get_solver("w2gn"))
 
 
 def test_w2gn_recovers_the_gaussian_map_in_2d():
@@ -34,8 +36,7 @@ def test_w2gn_recovers_the_gaussian_map_in_2d():
     solver = W2GN(W2GN.Config(), PairInfo("vector", (2,), (2,)), CPU)
     batches = pair_batches(pair, 128)
     start = time.perf_counter()
-    for _ in range(300):
-        solver.step(batches)
+    fit(solver, batches, 300)
     seconds = time.perf_counter() - start
     scores = evaluate_map(pair, solver.transport, n=4096)
     print(
@@ -51,9 +52,7 @@ def test_voxel_map_moves_the_source_onto_the_target_intensity():
     config = W2GN.make_config({**W2GN.presets["tiny"], "pretrain_steps": 30, "lr": 3e-3})
     torch.manual_seed(0)
     solver = W2GN(config, info, CPU)
-    batches = tensor_batches(x, y, 16)
-    for _ in range(20):
-        solver.step(batches)
+    fit(solver, tensor_batches(x, y, 16), 20)
     gap = float(solver.transport(x).mean() - y.mean())
     assert abs(gap) < 0.3 * float(y.mean() - x.mean())
 
@@ -64,9 +63,7 @@ def test_hidden_path_weights_stay_non_negative(kind):
     config = W2GN.make_config({**W2GN.presets["tiny"], "lr": 0.05, "pretrain_steps": 0})
     torch.manual_seed(0)
     solver = W2GN(config, info, CPU)
-    batches = tensor_batches(x, y, 8)
-    for _ in range(5):
-        solver.step(batches)
+    fit(solver, tensor_batches(x, y, 8), 5)
     for net in (solver.D, solver.D_conj):
         weights = torch.cat([w.flatten() for w in _hidden_path(net)])
         assert bool((weights >= 0).all())
@@ -79,19 +76,19 @@ def test_first_step_pretrains_both_potentials_to_the_identity_once():
     torch.manual_seed(0)
     solver = W2GN(config, PairInfo("vector", (2,), (2,)), CPU)
     batches = pair_batches(pair, 128)
-    first = solver.step(batches)
+    first = fit(solver, batches, 1)
     assert "pretrain_D" in first and "pretrain_D_conj" in first
     x, y = batches.x(512), batches.y(512)
     assert float((potential_gradient(solver.D, x) - x).pow(2).sum(1).mean()) < 1e-2
     assert float((potential_gradient(solver.D_conj, y) - y).pow(2).sum(1).mean()) < 1e-2
-    assert "pretrain_D" not in solver.step(batches)
+    assert "pretrain_D" not in fit(solver, batches, 1)
     clone = W2GN(config, solver.info, CPU)
     clone.load_state_dict(solver.state_dict())
-    assert clone.updates == 2 and "pretrain_D" not in clone.step(batches)
+    assert clone.steps_done == 2 and "pretrain_D" not in fit(clone, batches, 1)
 
 
 def test_cycle_weight_defaults_to_min_dim_50_and_is_checked():
-    config = W2GN.tiny_config()
+    config = resolve(W2GN, "gauss:4", "tiny").solver_config
     assert W2GN(config, PairInfo("vector", (4,), (4,)), CPU).lam == 4.0
     assert W2GN(config, PairInfo("voxel", (3, 8, 8, 8), (3, 8, 8, 8)), CPU).lam == 50.0
     assert (
@@ -100,5 +97,5 @@ def test_cycle_weight_defaults_to_min_dim_50_and_is_checked():
     )
     with pytest.raises(ConfigError, match="cycle_lambda"):
         W2GN.make_config({"cycle_lambda": -1.0})
-    with pytest.raises(ConfigError, match="equal shapes"):
-        W2GN(config, PairInfo("vector", (4,), (3,)), CPU)
+    with pytest.raises(ConfigError, match="one shape"):
+        check_fits(W2GN, PairInfo("vector", (4,), (3,)))

@@ -1,0 +1,95 @@
+"""Training batches: the one sampler behind the `Batches` protocol (otzoo.solver).
+
+A solver's `step` asks for batches with `x(n)` / `y(n)`; every draw comes from one seeded
+generator whose state goes into checkpoints, so a resumed run draws exactly what an
+uninterrupted one would. Where the batches come from is a pair of draw functions
+`draw(n, generator) -> Tensor`: random rows of fixed training tensors (digit pairs), or fresh
+samples of a known distribution (the W2 benchmark and Gaussian pairs, as in the benchmark
+papers). `x_all` / `y_all` are the whole training sets, for solvers that fit once (discrete OT).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from otzoo.data import PairData
+from otzoo.data.pairs import stream_generator
+from otzoo.data.vectors import VectorPairData
+from otzoo.runtime import to_device
+
+Draw = Callable[[int, torch.Generator], torch.Tensor]
+FRESH_STREAM = 24  # the stream of fresh known-map samples (apart from the data streams)
+
+
+class BatchSampler:
+    """Seeded training batches: `x(n)`, `y(n)` (n defaults to `batch_size`), `x_all`, `y_all`,
+    and the generator state for checkpoints (`state()` / `set_state()`)."""
+
+    def __init__(
+        self,
+        draw_x: Draw,
+        draw_y: Draw,
+        batch_size: int,
+        generator: torch.Generator,
+        x_all: torch.Tensor | None = None,
+        y_all: torch.Tensor | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        self.draw_x, self.draw_y = draw_x, draw_y
+        self.batch_size = batch_size
+        self.generator = generator
+        self.x_all, self.y_all = x_all, y_all
+        self.device = device
+
+    def _take(self, draw: Draw, n: int | None) -> torch.Tensor:
+        out = draw(n or self.batch_size, self.generator)
+        return out if self.device is None else out.to(self.device)
+
+    def x(self, n: int | None = None) -> torch.Tensor:
+        return self._take(self.draw_x, n)
+
+    def y(self, n: int | None = None) -> torch.Tensor:
+        return self._take(self.draw_y, n)
+
+    def state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+
+def rows_of(data: torch.Tensor) -> Draw:
+    """Draw n random rows (with replacement) of `data`, which may live on a GPU."""
+
+    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(len(data), (n,), generator=generator)
+        return data[idx.to(data.device)]
+
+    return draw
+
+
+def from_draws(draw_x: Draw, draw_y: Draw, batch_size: int, seed: int) -> BatchSampler:
+    """Batches from two draw functions, one generator seeded with `seed` (tests, scripts)."""
+    return BatchSampler(draw_x, draw_y, batch_size, torch.Generator().manual_seed(seed))
+
+
+def from_tensors(
+    x_all: torch.Tensor, y_all: torch.Tensor, batch_size: int, seed: int
+) -> BatchSampler:
+    """Random rows of fixed training sets (kept wherever they are, e.g. on the GPU)."""
+    gen = torch.Generator().manual_seed(seed)
+    return BatchSampler(rows_of(x_all), rows_of(y_all), batch_size, gen, x_all, y_all)
+
+
+def for_pair(data: PairData, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
+    """The training batches of a pair: fresh samples of P and Q for a known-map pair (infinite
+    data, as in the W2 benchmark papers), else random rows of its training sets, moved to
+    `device` once (no per-step host transfer)."""
+    x_all, y_all = to_device(data.x_train, device), to_device(data.y_train, device)
+    if isinstance(data, VectorPairData) and data.known is not None:
+        known = data.known
+        gen = stream_generator(seed, FRESH_STREAM)
+        return BatchSampler(known.sample_x, known.sample_y, batch_size, gen, x_all, y_all, device)
+    return from_tensors(x_all, y_all, batch_size, seed)

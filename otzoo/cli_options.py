@@ -1,0 +1,49 @@
+"""Options and helpers every `otzoo` command shares: one spelling of each option, one way to
+set torch's threads, one console for tables."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from otzoo.runtime import torch_threads  # noqa: F401  (one way to set threads)
+
+DEFAULT_THREADS = 1  # small 3D nets: one thread per process is fastest on a shared CPU (README)
+SolverOpt = Annotated[str | None, typer.Option("--solver", help="Solver id (see `otzoo solvers`).")]
+PairOpt = Annotated[
+    str | None, typer.Option("--pair", help="Pair spec, e.g. 3-5 (source 3, target 5).")
+]
+DataOpt = Annotated[
+    str | None, typer.Option("--data", help="embedded (default) | idx:DIR | kaggle:FILE.h5")
+]
+GridOpt = Annotated[int | None, typer.Option("--grid", help="Voxel grid side (default 16).")]
+ColorOpt = Annotated[str | None, typer.Option("--coloring", help="rgby (default) | hue | none")]
+RotOpt = Annotated[str | None, typer.Option("--rotation", help="none (default) | z | 3d")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for data split, init and batches.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set lr_t=3e-4 (repeatable)."),
+]
+ThreadsOpt = Annotated[
+    int,
+    typer.Option("--threads", help="torch CPU threads (small 3D nets: 1 is fastest, README)."),
+]
+PresetOpt = Annotated[str, typer.Option("--preset", help="tiny | quick | full")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
+
+
+def data_values(
+    data: str | None, grid: int | None, coloring: str | None, rotation: str | None
+) -> dict[str, Any]:
+    """The data options the user gave, as typed config values."""
+    given = {"data": data, "grid": grid, "coloring": coloring, "rotation": rotation}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def table_console() -> Any:
+    """A console for tables: the terminal's width, or 200 columns when output is piped."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)

@@ -1,0 +1,178 @@
+"""The map-vs-potential saddle that NOT and OTM share (docs/design.md, "Saddle solvers").
+
+One outer step: `t_iters` map steps on fresh source batches with the potential frozen (each
+followed by the EMA update of the map, when `ema` > 0), then one potential step on a fresh
+source and target batch with the map frozen. A subclass says only what differs: its two
+losses, its networks (through `map_net` / `potential_net`, the one voxel/vector switch) and
+its optimizers. The potential's module key (and its loss's log name, `loss_<key>`) is the
+subclass's `potential_key`: "f" for NOT, "psi" for OTM.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from otzoo.data.spec import PairSpec
+from otzoo.data.vectors import vector_dim
+from otzoo.nets import MLP, ResNet3D, UNet3D
+from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
+
+
+@dataclass(frozen=True)
+class SaddleConfig(SolverConfig):
+    t_iters: int = 2  # map steps per potential step
+    lr_t: float = 2e-4
+    t_base: int = 16  # UNet3D width
+    t_depth: int = 2
+    t_residual: bool = True  # identity-initialised map: x + head(x), head starts at zero
+    t_clamp: bool = False  # voxels: clip T's output to the data range [-1, 1]
+    hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
+    ema: float = 0.0  # >0: transport with an exponential moving average of T (damps swings)
+
+
+class VectorMap(nn.Module):
+    """Vector map with optional noise inputs, called like UNet3D: T(x) or T(x, z). Residual
+    (identity at init: the last layer starts at zero) when input and output sizes agree."""
+
+    def __init__(self, d_in: int, d_out: int, hidden: tuple[int, ...], noise: int, residual: bool):
+        super().__init__()
+        self.noise = noise
+        self.residual = residual and d_in == d_out
+        self.net = MLP(d_in + noise, d_out, hidden=hidden)
+        if self.residual:
+            nn.init.zeros_(self.net.head.weight)
+            nn.init.zeros_(self.net.head.bias)
+
+    def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:
+        h = self.net(torch.cat([x, z], dim=1) if self.noise else x)
+        return x + h if self.residual else h
+
+
+def map_net(c: SaddleConfig, info: PairInfo, noise_channels: int = 0) -> nn.Module:
+    """The map T between equal shapes: a UNet3D for voxels, an MLP for vectors."""
+    if info.kind == "voxel":
+        return UNet3D(
+            info.x_shape[0],
+            info.y_shape[0],
+            base=c.t_base,
+            depth=c.t_depth,
+            noise_channels=noise_channels,
+            residual=c.t_residual,
+            clamp=(-1.0, 1.0) if c.t_clamp else None,
+        )
+    return VectorMap(info.x_dim, info.y_dim, c.hidden, noise_channels, c.t_residual)
+
+
+def potential_net(
+    info: PairInfo, base: int, levels: int, hidden: tuple[int, ...], norm: str = "group"
+) -> nn.Module:
+    """The potential on target samples: a ResNet3D for voxels, an MLP for vectors."""
+    if info.kind == "voxel":
+        return ResNet3D(info.y_shape[0], base=base, levels=levels, norm=norm)
+    return MLP(info.y_dim, 1, hidden=hidden)
+
+
+@torch.no_grad()
+def ema_update(avg: nn.Module, live: nn.Module, decay: float) -> None:
+    """avg <- decay * avg + (1 - decay) * live for parameters; buffers are copied."""
+    torch._foreach_lerp_(list(avg.parameters()), list(live.parameters()), 1.0 - decay)
+    for a, b in zip(avg.buffers(), live.buffers(), strict=True):
+        a.copy_(b)
+
+
+def saddle_vector_presets(spec: PairSpec, preset: str, lr_keys: tuple[str, ...]) -> dict[str, Any]:
+    """Vector settings of the NOT/OTM saddle, tuned on the W2 benchmark (benchmarks/w2_bench.md)
+    for ~2-3 CPU minutes per dimension: 3-layer MLPs, batch 256. Below dim 16, K_T = 3, lr 1e-3
+    with a cosine decay over the run (which halved UVP at dims 2-8); from dim 16 on, K_T = 10
+    at a constant lr 3e-4 (K_T = 3, lr 1e-3 ended worse than the identity at dim 32, and the
+    decay cost 15-25% there: the run is still far from converged when the lr dies). `tiny`
+    stays tiny."""
+    dim = vector_dim(spec)
+    if dim is None or preset == "tiny":
+        return {}
+    low = dim < 16
+    steps, t_iters, lr = (12000, 3, 1e-3) if low else (4800, 10, 3e-4)
+    return {
+        "batch_size": 256,
+        "hidden": (128, 128, 128),
+        "steps": steps,
+        "lr_schedule": "cosine" if low else "constant",
+        "t_iters": t_iters,
+        **dict.fromkeys(lr_keys, lr),
+    }
+
+
+class SaddleSolver(Solver):
+    """A map T and a potential playing a saddle; subclasses give the losses and networks."""
+
+    potential_key: ClassVar[str] = "f"
+    noise_channels: int = 0  # extra noise inputs of T (stochastic maps)
+
+    def __init__(self, config: SaddleConfig, info: PairInfo, device: torch.device) -> None:
+        super().__init__(config, info, device)
+        T, potential = self.build_nets(config, info)
+        self.T, self.potential = T.to(device), potential.to(device)
+        self.modules = {"T": self.T, self.potential_key: self.potential}
+        self.T_eval = self.T
+        if config.ema > 0:
+            self.T_eval = copy.deepcopy(self.T).requires_grad_(False)
+            self.modules["T_ema"] = self.T_eval
+        self.optimizers = {
+            "T": self.optimizer(self.T, config.lr_t),
+            self.potential_key: self.optimizer(self.potential, self.potential_lr()),
+        }
+
+    @abstractmethod
+    def build_nets(self, config: Any, info: PairInfo) -> tuple[nn.Module, nn.Module]:
+        """(T, potential), through `map_net` / `potential_net` where they fit."""
+
+    @abstractmethod
+    def potential_lr(self) -> float: ...
+
+    @abstractmethod
+    def optimizer(self, module: nn.Module, lr: float) -> torch.optim.Optimizer: ...
+
+    @abstractmethod
+    def map_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """T's loss on a source batch (minimised over T), and tensors to log."""
+
+    @abstractmethod
+    def potential_loss(self, x: Tensor, tx: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The potential's loss (minimised over it) for T(x) computed without gradients."""
+
+    def map_for_potential(self, x: Tensor) -> Tensor:
+        return self.T(x)
+
+    def step(self, batches: Batches) -> dict[str, float]:
+        self.potential.requires_grad_(False)
+        for _ in range(self.config.t_iters):
+            loss_t, map_logs = self.map_loss(batches.x())
+            self.optimizers["T"].zero_grad(set_to_none=True)
+            loss_t.backward()
+            self.optimizers["T"].step()
+            if self.T_eval is not self.T:
+                ema_update(self.T_eval, self.T, self.config.ema)
+        self.potential.requires_grad_(True)
+
+        x, y = batches.x(), batches.y()
+        with torch.no_grad():
+            tx = self.map_for_potential(x)
+        loss_p, potential_logs = self.potential_loss(x, tx, y)
+        opt = self.optimizers[self.potential_key]
+        opt.zero_grad(set_to_none=True)
+        loss_p.backward()
+        opt.step()
+        logs = {"loss_t": loss_t, f"loss_{self.potential_key}": loss_p}
+        logs.update(map_logs)
+        logs.update(potential_logs)
+        values = torch.stack([v.detach().float().to(loss_p.device) for v in logs.values()])
+        return dict(zip(logs, values.tolist(), strict=True))  # one host sync per outer step
+
+    def transport(self, x: Tensor, z: Tensor | None = None) -> Tensor:
+        return self.T_eval(x)
