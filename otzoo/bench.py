@@ -41,6 +41,7 @@ from otzoo.runtime import (
     seed_everything,
 )
 from otzoo.train import amp_dtype
+from otzoo.viz import save_figure_png
 
 DIMS = (2, 4, 8, 16, 32)
 FIT_SAMPLES = 2**14  # samples of P and Q the [L] baseline is fitted on
@@ -268,8 +269,6 @@ def report_markdown(result: BenchResult) -> str:
 def plot_uvp(result: BenchResult, path: Path) -> Path:
     """UVP vs dimension, log-log: one line per solver, the best published, [ID] and [L]."""
     from matplotlib.figure import Figure
-
-    from otzoo.viz import save_figure_png
 
     fig = Figure(figsize=(6.4, 4.4), dpi=120)
     ax = fig.add_subplot()

@@ -45,6 +45,7 @@ from otzoo.runtime import (
 )
 from otzoo.solver import Solver
 from otzoo.train import train
+from otzoo.viz import save_grid_png
 
 Log = Callable[[str], None]
 
@@ -305,8 +306,6 @@ def write_outputs(
     atomic_write_bytes(out / "metrics.csv", csv_text.encode())
     picture = ""
     if data.kind == "voxel":
-        from otzoo.viz import save_grid_png
-
         rows, labels = sample_rows(entries, data, req.n_pictures, seed)
         save_grid_png(rows, out / "samples.png", labels, title=f"pair {pair}: inputs and maps")
         picture = "![inputs (first row) and each solver's maps](samples.png)\n"

@@ -14,28 +14,16 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from otzoo.data import DataConfig, PairSpec, parse_pair
-from otzoo.errors import ConfigError
+from otzoo.errors import ConfigError, check_value
 from otzoo.solver import Solver, SolverConfig
 
 PRESETS = ("tiny", "quick", "full")
 LR_SCHEDULES = ("constant", "cosine")
 AMP_MODES = ("auto", "bf16", "off")
-
-
-def check_value(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
-    """Refuse a config value outside its range with one line: key, value, what is allowed, and
-    how to set it (the same words whether it came from --set, an option or a preset)."""
-    try:
-        good = bool(ok(value))
-    except TypeError:
-        good = False
-    if not good:
-        raise ConfigError(f"{key}={value!r} is out of range: use {allowed} (--set {key}=...)")
 
 
 @dataclass(frozen=True)

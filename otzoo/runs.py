@@ -27,6 +27,7 @@ from otzoo.config import RunConfig
 from otzoo.data import PairData, load_pair, parse_pair
 from otzoo.errors import CheckpointError, ConfigError
 from otzoo.registry import build_solver, get_solver
+from otzoo.report import json_safe
 from otzoo.runtime import atomic_write_bytes, atomic_write_json, resolve_device
 from otzoo.solver import Solver
 
@@ -84,8 +85,6 @@ def write_config(run_dir: Path, run: RunConfig) -> None:
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, float]) -> None:
-    from otzoo.report import json_safe
-
     atomic_write_json(Path(run_dir) / METRICS, json_safe(metrics))
 
 

@@ -41,6 +41,20 @@ def resolve_device(name: str) -> torch.device:
     raise DeviceError(f"--device {name}: unknown device; use auto, cpu, cuda or cuda:N")
 
 
+def available_memory_bytes() -> int | None:
+    """Memory the OS says a new allocation can use (Linux MemAvailable), or None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """Copy a CPU tensor to `device`; to CUDA through pinned memory without blocking the host
     (one path for CPU and GPU: on CPU this is a plain `.to`)."""

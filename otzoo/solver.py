@@ -11,12 +11,15 @@ so a solver keeps no counters of its own: `steps_done` is there to read (docs/de
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
+
+from otzoo.errors import check_value
 
 if TYPE_CHECKING:
     from otzoo.data.spec import PairSpec
@@ -57,7 +60,26 @@ class Batches(Protocol):
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """Base for solver configs; subclasses add their own fields with defaults that run."""
+    """Base for solver configs; subclasses add their own fields with defaults that run.
+
+    Checked for every solver: floats are finite, learning rates (`lr`, `lr_*`, `*_lr`) are
+    positive, `ema` is in [0, 1), integers counting iterations, widths or levels (`*_iters`,
+    `*_base`, `*_levels`, `*_depth`, `z_size`) are >= 1. A subclass adds its own ranges in a
+    `__post_init__` that calls this one.
+    """
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value, name = getattr(self, f.name), f.name
+            if isinstance(value, float) and not isinstance(value, bool):
+                check_value(name, value, math.isfinite, "a finite number")
+                if name == "lr" or name.startswith("lr_") or name.endswith("_lr"):
+                    check_value(name, value, lambda v: v > 0, "a learning rate > 0")
+            if name == "ema":
+                check_value(name, value, lambda v: 0 <= v < 1, "a decay in [0, 1) (0: no EMA)")
+            counts = ("_iters", "_base", "_levels", "_depth")
+            if isinstance(value, int) and (name.endswith(counts) or name == "z_size"):
+                check_value(name, value, lambda v: v >= 1, "an integer >= 1")
 
 
 class Solver(ABC):

@@ -28,6 +28,7 @@ from otzoo.data import PairData, load_pair
 from otzoo.errors import CheckpointError, ConfigError, DivergenceError
 from otzoo.evaluate import apply_map, evaluate_solver
 from otzoo.loop import Diverged, StepInfo, run_steps
+from otzoo.progress import StepProgress
 from otzoo.registry import build_solver
 from otzoo.runs import (
     CONFIG,
@@ -47,6 +48,7 @@ from otzoo.runtime import (
     set_rng_state,
 )
 from otzoo.solver import Solver
+from otzoo.viz import render_grid
 
 N_PICTURE = 6  # test inputs shown beside their maps in TensorBoard
 LOCK = ".lock"
@@ -206,8 +208,6 @@ def _loop(
     """The loop with this run's logging, pictures and checkpoints around it."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from otzoo.progress import StepProgress
-
     cfg = run.train
     main = distributed.world()[0] == 0
     start = solver.steps_done
@@ -237,8 +237,6 @@ def _loop(
     def pictures(step: int) -> None:
         if data.kind != "voxel" or writer is None:
             return
-        from otzoo.viz import render_grid
-
         grid = render_grid([fixed.cpu(), apply_map(solver, fixed).cpu()], ["input", "map"])
         writer.add_image("maps", grid, step, dataformats="HWC")
 

@@ -56,6 +56,7 @@ class AmortizedConfig(SolverConfig):
     h_depth: int = 2
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for key, value, allowed in (
             ("potential", self.potential, POTENTIALS),
             ("amortization", self.amortization, AMORTIZATIONS),

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otzoo.data.spec import PairSpec
+from otzoo.errors import check_value
 from otzoo.solver import PairInfo
 from otzoo_plugins.saddle import (
     SaddleConfig,
@@ -35,6 +36,11 @@ class NOTConfig(SaddleConfig):
     f_levels: int = 2
     f_norm: str = "group"  # potential's normalisation: group | none (none sees faint haze)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_value("weight_decay", self.weight_decay, lambda v: v >= 0, "a number >= 0")
+        check_value("f_norm", self.f_norm, lambda v: v in ("group", "none"), "group | none")
+
 
 @dataclass(frozen=True)
 class NOTWeakConfig(NOTConfig):
@@ -43,6 +49,14 @@ class NOTWeakConfig(NOTConfig):
     z_size: int = 8  # noise draws per x in a T step
     z_std: float = 0.1
     noise_channels: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_value("gamma", self.gamma, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        check_value("gamma_ramp_steps", self.gamma_ramp_steps, lambda v: v >= 0, "an integer >= 0")
+        check_value("z_size", self.z_size, lambda v: v >= 2, "an integer >= 2 (noise draws per x)")
+        check_value("z_std", self.z_std, lambda v: v > 0, "a number > 0")
+        check_value("noise_channels", self.noise_channels, lambda v: v >= 1, "an integer >= 1")
 
 
 _PRESETS = {

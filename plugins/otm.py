@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otzoo.data.spec import PairSpec
-from otzoo.errors import ConfigError
+from otzoo.errors import ConfigError, check_value
 from otzoo.nets import UNet3D
 from otzoo.solver import PairInfo
 from otzoo_plugins.saddle import (
@@ -48,6 +48,12 @@ class OTMConfig(SaddleConfig):
     lam_go: float = 0.0  # gradient-optimality weight (reference: 10 generation, 0 restoration)
     psi_base: int = 16  # ResNet3D potential width
     psi_levels: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("beta1", "beta2"):
+            check_value(key, getattr(self, key), lambda v: 0 <= v < 1, "a number in [0, 1)")
+        check_value("lam_go", self.lam_go, lambda v: v >= 0, "a number >= 0 (0: off)")
 
 
 _PRESETS = {

@@ -1,7 +1,7 @@
 """W2GN: Wasserstein-2 Generative Networks (Korotin et al., ICLR 2021), non-minimax.
 
 Two input-convex potentials: D (forward map grad D) and D_conj (inverse map grad D_conj, an
-approximate conjugate). With Y_inv = grad D_conj(y) detached, one loss trains both (DESIGN §2):
+approximate conjugate). With Y_inv = grad D_conj(y) detached, one loss trains both (docs/design.md):
 
     L = mean D(x) - mean D(Y_inv)
         + lam * (mean ||grad D(grad D_conj(y)) - y||^2 + mean ||grad D_conj(grad D(x)) - x||^2)
@@ -42,6 +42,7 @@ class W2GNConfig(SolverConfig):
     icnn_levels: int = 2
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.cycle_lambda is not None and not self.cycle_lambda >= 0:
             raise ConfigError(f"cycle_lambda={self.cycle_lambda}: use a number >= 0 (or none)")
         if self.pretrain_steps < 0:

@@ -124,3 +124,31 @@ def judge8(judge8_cache):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OTZOO_CACHE", str(judge8_cache))
         return get_judge(DataConfig(**JUDGE_DATA_SETTINGS), 0, JudgeConfig(**JUDGE_SETTINGS))
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    """`otzoo ARGS` in this process (fast; for many cases): (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from otzoo.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["otzoo", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
+
+
+def files_under(path: Path) -> dict[str, int]:
+    """Every file below `path` with its modification time (ns): what a refusal must not change."""
+    if not path.exists():
+        return {}
+    return {str(p.relative_to(path)): p.stat().st_mtime_ns for p in path.rglob("*") if p.is_file()}

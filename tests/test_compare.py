@@ -231,3 +231,23 @@ def test_a_baseline_that_maps_threes_to_fives_beats_the_identity(
     assert rows["pot-sinkhorn"]["target_accuracy"] >= 0.6
     assert rows["pot-sinkhorn"]["fid"] < 0.5 * rows["identity"]["fid"]
     assert rows["real target"]["target_accuracy"] >= 0.7
+
+
+def test_known_map_pairs_report_l2_uvp(tmp_path):
+    """`otzoo compare --pair gauss:2`: the L2-UVP column is there for the solver and the
+    identity, scored exactly as `bench w2` scores (2**14 fresh samples, one seed)."""
+    from otzoo.data import load_pair
+    from otzoo.evaluate import known_map_scores
+
+    res = compare(
+        tiny_request(tmp_path / "g", solvers=("not",), pair="gauss:2", values={"steps": 2}),
+        log=quiet,
+    )
+    for row in ("not", "identity"):
+        assert {"l2_uvp", "cosine", "transport_cost"} <= set(res.rows[row])
+    data = load_pair("gauss:2", seed=0)
+    ident = known_map_scores(lambda x: x, data)
+    assert res.rows["identity"]["l2_uvp"] == pytest.approx(ident["l2_uvp"])
+    assert res.rows["identity"]["l2_uvp"] > 100  # gaussian_pair(2, 0): 691%
+    header = (tmp_path / "g" / "report.md").read_text().split("| map |")[1].splitlines()[0]
+    assert " l2_uvp " in header and " cosine " in header

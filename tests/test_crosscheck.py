@@ -1,6 +1,6 @@
 """Cross-check on a Gaussian pair with a closed-form OT map: `not`, `otm` and `pot-linear` must
 each land near it (L2-UVP), and NOT strong and OTM, the same saddle up to psi = ||y||^2/(2D) - f
-(DESIGN §2), must agree with each other.
+(docs/design.md), must agree with each other.
 
 Tolerances: 3% L2-UVP for the two minimax solvers (the identity scores ~350% here, the map to
 Q's mean 100%; seen: NOT ~0.3-0.6%, OTM ~0.9-1.3% over seeds), 0.5% for the moment-based Bures

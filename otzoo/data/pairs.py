@@ -33,6 +33,7 @@ from otzoo.data.transforms import (
     z_rotation_matrices,
 )
 from otzoo.errors import DataError
+from otzoo.runtime import available_memory_bytes
 
 ROTATIONS = ("none", "z", "3d")
 CHUNK = 2048  # samples voxelized at a time: bounds peak memory on the 70,000-digit IDX set
@@ -181,6 +182,20 @@ def _voxelize(
     return vol
 
 
+def check_fits_in_memory(n: int, channels: int, grid: int) -> None:
+    """Refuse, before allocating, a digit set that would take more than half of the memory
+    available now (its float32 voxels; training needs room beside them)."""
+    need = n * channels * grid**3 * 4
+    free = available_memory_bytes()
+    if free is not None and need > free / 2:
+        gib = 2.0**30
+        raise DataError(
+            f"grid={grid}: {n} digits of {channels} x {grid}^3 voxels need ~{need / gib:.1f} GiB "
+            f"(available: ~{free / gib:.1f} GiB); use a smaller --grid (16 is the default) or "
+            "fewer digits (--set max_per_digit=N)"
+        )
+
+
 def load_digit_set(cfg: DataConfig, seed: int = 0) -> DigitSet:
     """All ten digits of `cfg.data` as colored voxels in [-1, 1], with the seeded split.
 
@@ -199,6 +214,7 @@ def _cached_digit_set(cfg: DataConfig, seed: int) -> DigitSet:
     g_rot, g_color = stream_generator(seed, _ROTATION), stream_generator(seed, _COLOR)
     pal = palette(cfg.coloring)
     channels, g = pal.shape[1], cfg.grid
+    check_fits_in_memory(len(indices), channels, g)
     volumes = torch.empty(len(indices), channels, g, g, g)
     color = torch.empty(len(indices), dtype=torch.int64)
     for start in range(0, len(indices), CHUNK):

@@ -1,4 +1,4 @@
-"""Evaluation metrics shared by every solver (DESIGN.md section 5)."""
+"""Evaluation metrics shared by every solver (docs/design.md, "Metrics")."""
 
 from otzoo.metrics.basic import (
     batched_apply,

@@ -1,4 +1,4 @@
-"""Metric functions shared by every solver: one definition each (DESIGN.md section 5).
+"""Metric functions shared by every solver: one definition each (docs/design.md, "Metrics").
 
 All return Python floats and accept CPU or CUDA tensors; numerics that need it run in float64 on
 CPU. A metric of a non-finite input (a diverged map) is NaN rather than an exception, so a
@@ -12,6 +12,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from otzoo.data.transforms import (
+    VOXEL_CHROMA,
+    dominant_color,
+    lit_voxels,
+    nearest_hue,
+    unit_range,
+)
 from otzoo.runtime import to_device
 
 
@@ -36,8 +43,6 @@ def color_preservation(
     tx: torch.Tensor, color_labels: torch.Tensor, palette: torch.Tensor
 ) -> float:
     """Share of samples whose output's dominant colour equals the colour label of its input."""
-    from otzoo.data.transforms import dominant_color
-
     labels = torch.as_tensor(color_labels).reshape(-1)
     if tx.shape[0] != labels.shape[0]:
         raise ValueError(
@@ -58,8 +63,6 @@ def color_purity(tx: torch.Tensor, color_labels: torch.Tensor, palette: torch.Te
     carry no hue), the nearest palette hue must be the input's. An output with no such voxel
     scores 0 (it kept no color). Inputs and real digits score 1.
     """
-    from otzoo.data.transforms import VOXEL_CHROMA, lit_voxels, nearest_hue, unit_range
-
     labels = torch.as_tensor(color_labels).reshape(-1).cpu()
     if tx.dim() != 5 or tx.shape[0] != labels.shape[0] or labels.shape[0] == 0:
         raise ValueError(
@@ -98,8 +101,6 @@ def lit_share(tx: torch.Tensor, threshold: float = HAZE_THRESHOLD) -> float:
     `real target` row)."""
     if tx.dim() != 5 or tx.shape[0] == 0:
         raise ValueError(f"lit_share wants voxels [N, C, D, H, W], got {tuple(tx.shape)}")
-    from otzoo.data.transforms import lit_voxels, unit_range
-
     return float(lit_voxels(unit_range(tx.detach()), threshold).double().mean())
 
 

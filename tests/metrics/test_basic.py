@@ -163,7 +163,9 @@ def test_color_preservation_counts_matches(monkeypatch):
         calls.append(palette)
         return x[:, 0, 0, 0, 0].round().long()
 
-    monkeypatch.setattr(transforms, "dominant_color", fake_dominant_color)
+    import otzoo.metrics.basic as basic
+
+    monkeypatch.setattr(basic, "dominant_color", fake_dominant_color)
     tx = torch.zeros(5, 1, 2, 2, 2)
     tx[:, 0, 0, 0, 0] = torch.tensor([0.0, 1.0, 2.0, 3.0, -1.0])
     labels = torch.tensor([0, 1, 0, 3, 2])

@@ -130,9 +130,10 @@ def test_go_penalty_known_values():
 def test_saddle_value_at_the_known_optimum():
     """T = id, psi = ||y||^2/(2D) with y = x: L = mean ||x||^2/D (inner) - equal psi terms."""
     info = PairInfo(kind="vector", x_shape=(2,), y_shape=(2,))
-    solver = OTM(OTM.make_config({"t_iters": 1, "lr_t": 0.0}), info, torch.device("cpu"))
+    solver = OTM(OTM.make_config({"t_iters": 1}), info, torch.device("cpu"))
     solver.potential = HalfSquare()
     solver.optimizers["psi"] = torch.optim.SGD(solver.potential.parameters(), lr=0.0)
+    solver.optimizers["T"] = torch.optim.SGD(solver.T.parameters(), lr=0.0)  # both frozen
     x = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
     losses = solver.step(Fixed(x, x))
     assert losses["loss_psi"] == pytest.approx((1.0 + 9.0) / 2 / 2)
