@@ -225,7 +225,7 @@ def train(
         console.print(
             f"interrupted at step {result.steps}; checkpoint saved; continue with --resume --out {out}"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(128 + result.interrupted)  # 130 for Ctrl-C, 143 for SIGTERM
     shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
     console.print(f"done: {result.steps} steps -> {out}\n{shown}")
 

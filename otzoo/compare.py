@@ -27,7 +27,6 @@ from otzoo.errors import ConfigError, DivergenceError
 from otzoo.evaluate import (
     NAN,
     apply_map,
-    deterministic,
     evaluate_solver,
     reference_rows,
     wants_judge,
@@ -40,6 +39,7 @@ from otzoo.runtime import (
     atomic_write_bytes,
     atomic_write_json,
     check_out_path,
+    deterministic_kernels,
     resolve_device,
     torch_threads,
 )
@@ -250,7 +250,7 @@ def _compare(req: CompareRequest, log: Log) -> CompareResult:
     rows: dict[str, dict[str, float]] = {}
     notes: dict[str, str] = {}
     trained = [e for e in entries if not e.reused]
-    with deterministic():
+    with deterministic_kernels():
         for k, e in enumerate(trained, start=1):
             log(f"solver {k} of {len(trained)}: training {e.name} ({e.run.train.steps} steps)")
             _train_entry(e, data, req, log)

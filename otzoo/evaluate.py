@@ -9,8 +9,7 @@ instead of crashing the report.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from otzoo.metrics import (
 from otzoo.metrics.uvp import evaluate_map
 from otzoo.report import METRIC_NAMES
 from otzoo.runs import load_run, recorded_train_seconds
+from otzoo.runtime import deterministic_kernels
 
 if TYPE_CHECKING:
     from otzoo.config import RunConfig
@@ -205,24 +205,6 @@ def reference_rows(
     return rows
 
 
-@contextmanager
-def deterministic() -> Iterator[None]:
-    """torch deterministic algorithms (warn-only where none exists), restored afterwards."""
-    before = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
-        torch.backends.cudnn.deterministic,
-    )
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2:]
-
-
 def apply_map(solver: Solver, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     """`solver.transport` on x in eval mode, batch by batch, without gradients (pictures)."""
     solver.train_mode(False)
@@ -268,7 +250,7 @@ def evaluate_run(
     judge = None
     if wants_judge(data):
         judge = get_judge(run.data, run.seed, judge_cfg, solver.device, log)
-    with deterministic():
+    with deterministic_kernels():
         row = evaluate_solver(solver, data, judge, run.seed)
         refs = reference_rows(data, judge, seed=run.seed)
     row["train_seconds"] = recorded_train_seconds(Path(run_dir))

@@ -31,9 +31,17 @@ import torch.nn.functional as F
 from otzoo.data import DataConfig, load_digit_set
 from otzoo.metrics.basic import batched_apply
 from otzoo.nets.classifier import Classifier3D
-from otzoo.runtime import atomic_write_bytes, atomic_write_json
+from otzoo.progress import StepProgress
+from otzoo.runtime import (
+    atomic_write_bytes,
+    atomic_write_json,
+    deterministic_kernels,
+    torch_threads,
+)
 
-JUDGE_FORMAT = "otzoo-judge-1"  # part of the cache key: bump when training changes meaning
+# Part of the cache key: bump when training changes meaning. 2: always trained on the CPU with
+# one thread and deterministic kernels, so a judge is a pure function of its key.
+JUDGE_FORMAT = "otzoo-judge-2"
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ def judge_settings(data_cfg: DataConfig, data_seed: int, cfg: JudgeConfig) -> di
         "data": dataclasses.asdict(data_cfg),
         "data_seed": int(data_seed),
         "judge": dataclasses.asdict(cfg),
+        "torch": ".".join(torch.__version__.split("+")[0].split(".")[:2]),  # its numerics
     }
 
 
@@ -151,8 +160,21 @@ def train_judge(
     device: torch.device | str = "cpu",
     log: Any = None,
 ) -> Judge:
-    """Train a judge on the train split of all ten digits; measure it on the test split."""
-    device = torch.device(device)
+    """Train a judge on the train split of all ten digits; measure it on the test split.
+
+    Training always runs on the CPU with one thread and deterministic kernels, whatever the
+    caller's device and thread setting: the same key gives the same weights on every machine
+    (with the same torch version, which is in the key), so judged numbers reproduce. The
+    trained judge then runs on `device`.
+    """
+    with torch_threads(1), deterministic_kernels():
+        return _train_judge(data_cfg, data_seed, cfg, torch.device(device), log)
+
+
+def _train_judge(
+    data_cfg: DataConfig, data_seed: int, cfg: JudgeConfig, device: torch.device, log: Any
+) -> Judge:
+    cpu = torch.device("cpu")
     ds = load_digit_set(data_cfg, data_seed)
     train_mask = ~ds.is_test
     x_tr, y_tr = ds.volumes[train_mask], ds.digit[train_mask]
@@ -162,7 +184,7 @@ def train_judge(
         torch.manual_seed(cfg.seed)
         model = Classifier3D(
             x_tr.shape[1], 10, base=cfg.base, feature_dim=cfg.feature_dim, dropout=cfg.dropout
-        ).to(device)
+        )
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         per_epoch = len(x_tr) // cfg.batch_size
         total = max(min(cfg.epochs * per_epoch, cfg.max_steps), cfg.min_steps, 1)
@@ -171,28 +193,30 @@ def train_judge(
         )
         t0, c0 = time.perf_counter(), time.process_time()
         model.train()
-        for step, idx in enumerate(_batches(len(x_tr), cfg.batch_size, total, g), start=1):
-            xb = _augment(x_tr[idx], cfg, g)
-            loss = F.cross_entropy(model(xb.to(device)), y_tr[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if log is not None and (step % max(total // 5, 1) == 0 or step == total):
-                log(f"judge step {step}/{total}: loss {float(loss.detach()):.4f}")
+        batches = _batches(len(x_tr), cfg.batch_size, total, g)
+        with StepProgress("judge", total, enabled=log is not None) as bar:
+            for step, idx in enumerate(batches, start=1):
+                xb = _augment(x_tr[idx], cfg, g)
+                loss = F.cross_entropy(model(xb), y_tr[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                if step % 20 == 0 or step == total:
+                    bar.update(step, {"loss": float(loss.detach())})
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     info = {
         **judge_settings(data_cfg, data_seed, cfg),
         "key": judge_key(data_cfg, data_seed, cfg),
-        "test_accuracy": _accuracy(model, x_te, y_te, device),
-        "train_accuracy": _accuracy(model, x_tr[:2000], y_tr[:2000], device),  # a sample
+        "test_accuracy": _accuracy(model, x_te, y_te, cpu),
+        "train_accuracy": _accuracy(model, x_tr[:2000], y_tr[:2000], cpu),  # a sample
         "n_train": len(x_tr),
         "n_test": len(x_te),
         "in_channels": int(x_tr.shape[1]),
         "train_seconds": round(seconds, 2),
         "cpu_seconds": round(cpu_seconds, 2),
         "steps": total,
-        "device": str(device),
+        "device": "cpu, 1 thread",
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     return Judge(model, info, device)

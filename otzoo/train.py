@@ -60,7 +60,7 @@ class TrainResult:
     steps: int
     metrics: dict[str, float]
     solver: Solver
-    interrupted: bool = False
+    interrupted: int = 0  # the signal that stopped the run (SIGINT, SIGTERM); 0: it finished
 
 
 def amp_dtype(mode: str, device: torch.device, solver: Solver | type[Solver]) -> torch.dtype | None:
@@ -80,7 +80,7 @@ class StopFlag:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.hit = False
+        self.hit = 0  # the signal number
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
@@ -91,7 +91,7 @@ class StopFlag:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.hit:
             raise KeyboardInterrupt
-        self.hit = True
+        self.hit = signum
 
     def __exit__(self, *exc: object) -> None:
         for s, old in self._old.items():
@@ -274,7 +274,7 @@ def _loop(
                     amp=amp,
                     lr_decay_steps=cfg.decay_steps(),
                     on_step=on_step,
-                    should_stop=lambda: stop.hit,
+                    should_stop=lambda: bool(stop.hit),
                 )
             except Diverged as err:
                 ckpts = list_checkpoints(out)
@@ -289,7 +289,7 @@ def _loop(
             spent = seconds + result.seconds
             if result.stopped == "stopped":
                 checkpoint(solver.steps_done)
-                return TrainResult(out, solver.steps_done, {}, solver, interrupted=True)
+                return TrainResult(out, solver.steps_done, {}, solver, interrupted=stop.hit)
         metrics: dict[str, float] = {}
         if main:
             metrics = evaluate_solver(solver, data, max_samples=cfg.eval_samples)

@@ -21,6 +21,15 @@ torch.set_num_threads(1)
 TINY = ["--preset", "tiny", "--quiet"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """Judges trained by tests go to a session folder, never to the user's ~/.cache/otzoo
+    (one folder per xdist worker; tests that need their own set OTZOO_CACHE themselves)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OTZOO_CACHE", str(tmp_path_factory.mktemp("otzoo-cache")))
+        yield
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python -m otzoo ARGS` as a user would (separate process, real exit code)."""
     return subprocess.run(

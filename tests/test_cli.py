@@ -101,3 +101,35 @@ def test_data_show_scatters_vector_pairs(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "vectors, dim 3" in res.stdout and "error" not in res.stderr
     assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_wrong_kind_or_unwritable_out_is_refused_before_work(tmp_path):
+    from tests.conftest import run_main
+    from tests.test_refusals import assert_refused
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run_main("render", str(tmp_path / "no-run"), "--out", str(tmp_path))
+    assert_refused(code, err, "is a folder, expected a file")
+    code, _, err = run_main("eval", str(tmp_path / "no-run"), "--out", str(blocker / "m.json"))
+    assert_refused(code, err, "not writable")
+    code, _, err = run_main("data", "show", "--pair", "3-5", "--out", str(blocker / "d.png"))
+    assert_refused(code, err, "not writable")
+
+
+def test_eval_prints_its_metrics_when_it_cannot_save_them(tmp_path, monkeypatch):
+    import otzoo.runtime
+    from tests.conftest import run_main
+
+    out = tmp_path / "run"
+    args = ("train", "--solver", "pot-linear", "--pair", "gauss:2", *TINY, "--out", str(out))
+    assert run_main(*args)[0] == 0  # a vector pair: no judge to train for this test
+
+    def full_disk(path, obj):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(otzoo.runtime, "atomic_write_json", full_disk)
+    code, stdout, err = run_main("eval", str(out), "--out", str(tmp_path / "m.json"))
+    assert code == 2 and "No space left" in err and len(err.strip().splitlines()) == 1
+    printed = json.loads(stdout[stdout.index("{\n") :])
+    assert printed["solver"] == "pot-linear" and "l2_uvp" in printed["metrics"]

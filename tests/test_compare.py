@@ -251,3 +251,25 @@ def test_known_map_pairs_report_l2_uvp(tmp_path):
     assert res.rows["identity"]["l2_uvp"] > 100  # gaussian_pair(2, 0): 691%
     header = (tmp_path / "g" / "report.md").read_text().split("| map |")[1].splitlines()[0]
     assert " l2_uvp " in header and " cosine " in header
+
+
+def test_a_hostile_from_run_is_refused_before_the_judge_trains(tmp_path, monkeypatch):
+    import torch
+
+    import otzoo.judge as judge_mod
+    from otzoo.errors import CheckpointError
+
+    compare(tiny_request(tmp_path / "a", solvers=("not",)), log=quiet)
+    run = tmp_path / "a" / "runs" / "not"
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": "otzoo-checkpoint-1", "evil": Evil()}, run / "ckpt" / "step_0000099.pt")
+    monkeypatch.setenv("OTZOO_CACHE", str(tmp_path / "fresh-cache"))  # no judge cached
+    trainings: list[int] = []
+    monkeypatch.setattr(judge_mod, "train_judge", lambda *a, **k: trainings.append(1))
+    with pytest.raises(CheckpointError, match="refused to load"):
+        compare(tiny_request(tmp_path / "b", solvers=(), from_runs=(run,)), log=quiet)
+    assert trainings == [] and not (tmp_path / "b").exists()
