@@ -192,10 +192,12 @@ def _load_reused(entries: list[Entry]) -> None:
             e.train_seconds = recorded_train_seconds(e.run_dir)
 
 
-def _train_entry(entry: Entry, data: PairData, req: CompareRequest, log: Log) -> None:
+def _train_entry(
+    entry: Entry, data: PairData, judge: Judge | None, req: CompareRequest, log: Log
+) -> None:
     tb = req.out / "tb" / entry.name
     try:
-        result = train(entry.run, entry.run_dir, False, req.show_progress, tb, data)
+        result = train(entry.run, entry.run_dir, False, req.show_progress, tb, data, judge)
     except DivergenceError as err:
         entry.note = f"diverged: {err}"
         log(f"{entry.name}: {entry.note}")
@@ -206,17 +208,20 @@ def _train_entry(entry: Entry, data: PairData, req: CompareRequest, log: Log) ->
 
 
 def _hparams(run: RunConfig) -> dict[str, Any]:
-    flat: dict[str, Any] = {"solver": run.solver, "pair": run.pair, "preset": run.preset}
-    flat["seed"] = run.seed
-    for section in ("data", "train", "solver_config"):
-        for k, v in run.to_dict()[section].items():
-            flat[f"{section}.{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    """The few settings worth a column in TensorBoard's HPARAMS tab (solver and preset first:
+    it shows a limited number, differing ones and then by name); the full config goes in a
+    text summary beside it."""
+    flat: dict[str, Any] = {"solver": run.solver, "preset": run.preset, "pair": run.pair}
+    flat.update(seed=run.seed, steps=run.train.steps, batch_size=run.train.batch_size)
+    for k, v in dataclasses.asdict(run.solver_config).items():
+        if k.startswith("lr") or k.endswith("_lr"):
+            flat[k] = v
     return flat
 
 
 def log_tensorboard(tb_dir: Path, run: RunConfig, metrics: dict[str, float]) -> None:
-    """Hparams (the resolved config) and final metrics (scalars under metrics/), so
-    `tensorboard --logdir DIR/tb` lines the solvers up in its HPARAMS and SCALARS tabs."""
+    """Hparams and the final metrics (scalars under metrics/, the same tags training logged
+    at each evaluation), so `tensorboard --logdir DIR/tb` lines the solvers up."""
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
@@ -225,6 +230,7 @@ def log_tensorboard(tb_dir: Path, run: RunConfig, metrics: dict[str, float]) -> 
     with SummaryWriter(str(tb_dir)) as writer:
         for summary in hparams(_hparams(run), finite):
             writer.file_writer.add_summary(summary, step)
+        writer.add_text("config", "```\n" + json.dumps(run.to_dict(), indent=2) + "\n```", step)
         for k, v in finite.items():
             writer.add_scalar(k, v, step)
 
@@ -253,7 +259,7 @@ def _compare(req: CompareRequest, log: Log) -> CompareResult:
     with deterministic_kernels():
         for k, e in enumerate(trained, start=1):
             log(f"solver {k} of {len(trained)}: training {e.name} ({e.run.train.steps} steps)")
-            _train_entry(e, data, req, log)
+            _train_entry(e, data, judge, req, log)
         log(f"evaluating {len(entries)} map(s) and the references")
         refs = reference_rows(data, judge, seed=seed)
         for e in entries:

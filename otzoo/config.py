@@ -77,8 +77,22 @@ CORE_PRESETS: dict[str, dict[str, Any]] = {
         "ckpt_every": 10,
         "eval_samples": 32,
     },
-    "quick": {"grid": 16, "steps": 350, "batch_size": 32, "image_every": 50, "ckpt_every": 50},
-    "full": {"grid": 16, "steps": 10000, "batch_size": 64, "image_every": 500, "ckpt_every": 500},
+    "quick": {
+        "grid": 16,
+        "steps": 350,
+        "batch_size": 32,
+        "image_every": 50,
+        "ckpt_every": 50,
+        "eval_every": 50,
+    },
+    "full": {
+        "grid": 16,
+        "steps": 10000,
+        "batch_size": 64,
+        "image_every": 500,
+        "ckpt_every": 500,
+        "eval_every": 500,
+    },
 }
 
 

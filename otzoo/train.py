@@ -27,6 +27,7 @@ from otzoo.config import RunConfig
 from otzoo.data import PairData, load_pair
 from otzoo.errors import CheckpointError, ConfigError, DivergenceError
 from otzoo.evaluate import apply_map, evaluate_solver
+from otzoo.judge import Judge
 from otzoo.loop import Diverged, StepInfo, run_steps
 from otzoo.progress import StepProgress
 from otzoo.registry import build_solver
@@ -149,9 +150,12 @@ def train(
     show_progress: bool = True,
     tb_dir: Path | None = None,
     data: PairData | None = None,
+    judge: Judge | None = None,
 ) -> TrainResult:
     """Train `run` into folder `out` (config.json, ckpt/, tb/, metrics.json); with `resume`,
-    continue from the folder's newest loadable checkpoint (or from step 0 if it has none)."""
+    continue from the folder's newest loadable checkpoint (or from step 0 if it has none).
+    With a `judge` (compare passes its own), the metrics logged every `eval_every` steps
+    include the judged ones (target accuracy, fid)."""
     out = Path(out)
     device = resolve_device(run.train.device)
     check_out_path(out)
@@ -182,32 +186,36 @@ def train(
         batches.set_state(per_rank[rank] if rank < len(per_rank) else per_rank[0])
         set_rng_state(ckpt["rng"])
     # -- every check passed: from here on the run writes ------------------------------------
+    ctx = _Context(run, out, solver, data, batches, amp, parallel, judge)
     if not main:
         distributed.barrier()
-        return _loop(run, out, solver, data, batches, amp, start_seconds, False, None, parallel)
+        return _loop(ctx, start_seconds, False, None)
     write_config(out, run)
     with run_lock(out):
         distributed.barrier()
-        return _loop(
-            run, out, solver, data, batches, amp, start_seconds, show_progress, tb_dir, parallel
-        )
+        return _loop(ctx, start_seconds, show_progress, tb_dir)
 
 
-def _loop(
-    run: RunConfig,
-    out: Path,
-    solver: Solver,
-    data: PairData,
-    batches: BatchSampler,
-    amp: torch.dtype | None,
-    seconds: float,
-    show_progress: bool,
-    tb_dir: Path | None,
-    parallel: bool,
-) -> TrainResult:
+@dataclass(frozen=True)
+class _Context:
+    """What the loop of one run works with, once every check has passed."""
+
+    run: RunConfig
+    out: Path
+    solver: Solver
+    data: PairData
+    batches: BatchSampler
+    amp: torch.dtype | None
+    parallel: bool
+    judge: Judge | None
+
+
+def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | None) -> TrainResult:
     """The loop with this run's logging, pictures and checkpoints around it."""
     from torch.utils.tensorboard import SummaryWriter
 
+    run, out, solver, data, batches = ctx.run, ctx.out, ctx.solver, ctx.data, ctx.batches
+    amp, parallel = ctx.amp, ctx.parallel
     cfg = run.train
     main = distributed.world()[0] == 0
     start = solver.steps_done
@@ -240,6 +248,14 @@ def _loop(
         grid = render_grid([fixed.cpu(), apply_map(solver, fixed).cpu()], ["input", "map"])
         writer.add_image("maps", grid, step, dataformats="HWC")
 
+    def log_metrics(step: int) -> dict[str, float]:
+        metrics = evaluate_solver(solver, data, ctx.judge, run.seed, max_samples=cfg.eval_samples)
+        if writer is not None:
+            for k, v in metrics.items():
+                if math.isfinite(v):
+                    writer.add_scalar(f"metrics/{k}", v, step)
+        return metrics
+
     def on_step(info: StepInfo) -> None:
         nonlocal spent
         step, losses = info.step, info.losses
@@ -248,9 +264,8 @@ def _loop(
             if step % cfg.log_every == 0 or step == cfg.steps:
                 for k, v in losses.items():
                     writer.add_scalar(f"{solver.id}/{k}", v, step)
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                for k, v in evaluate_solver(solver, data, max_samples=cfg.eval_samples).items():
-                    writer.add_scalar(f"metrics/{k}", v, step)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+                log_metrics(step)
             if cfg.image_every and step % cfg.image_every == 0:
                 pictures(step)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
@@ -292,11 +307,7 @@ def _loop(
                 return TrainResult(out, solver.steps_done, {}, solver, interrupted=stop.hit)
         metrics: dict[str, float] = {}
         if main:
-            metrics = evaluate_solver(solver, data, max_samples=cfg.eval_samples)
-            if writer is not None:
-                for k, v in metrics.items():
-                    if math.isfinite(v):
-                        writer.add_scalar(f"metrics/{k}", v, solver.steps_done)
+            metrics = log_metrics(solver.steps_done)
             steps = solver.steps_done
             metrics.update(
                 steps=float(steps), train_seconds=spent, seconds_per_step=spent / max(steps, 1)

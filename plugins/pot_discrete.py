@@ -48,6 +48,7 @@ GRAM_MAX = 4096  # pot-linear: up to this many samples, an exact Gram eigendecom
 _CHUNK = 256  # rows of x per distance block in transport
 FEWER = "--set max_samples=N, or --set max_per_digit=N for digit pairs"
 _ONE_STEP = {"steps": 1, "ckpt_every": 1, "image_every": 1}
+COUNTS = ("rank",)  # numbers a fit reports that are counts, kept out of the logged losses
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class _Discrete(Solver):
         super().__init__(config, info, device)
         self.fit_state: dict[str, torch.Tensor] = {}
         self.losses: dict[str, float] = {}
+        self.counts: dict[str, float] = {}  # what the fit used (samples, rank): not losses
 
     def _check_memory(self, n_bytes: float, what: str) -> None:
         limit = float(self.config.max_gib)
@@ -122,7 +124,11 @@ class _Discrete(Solver):
             cap = getattr(self.config, "max_samples", 0)
             x, y = _subset(_flat(batches.x_all), cap, 0), _subset(_flat(batches.y_all), cap, 1)
             state, losses = self.fit(x, y)
-            self.losses = {**losses, "samples": float(len(x))}
+            self.counts = {
+                "samples": float(len(x)),
+                **{k: losses.pop(k) for k in COUNTS if k in losses},
+            }
+            self.losses = losses
             self.fit_state = {k: v.float().to(self.device) for k, v in state.items()}
         return dict(self.losses)
 
@@ -144,7 +150,11 @@ class _Discrete(Solver):
         """The fitted map on flattened float32 samples."""
 
     def extra_state(self) -> dict[str, Any]:
-        return {"fit": dict(self.fit_state), "losses": dict(self.losses)}
+        return {
+            "fit": dict(self.fit_state),
+            "losses": dict(self.losses),
+            "counts": dict(self.counts),
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         fit = state.get("fit", {})
@@ -152,6 +162,7 @@ class _Discrete(Solver):
         if self.fit_state and set(self.fit_state) != set(self.fields):
             raise KeyError(f"fitted state lacks {sorted(set(self.fields) - set(fit))}")
         self.losses = {k: float(v) for k, v in state.get("losses", {}).items()}
+        self.counts = {k: float(v) for k, v in state.get("counts", {}).items()}
 
 
 class ExactOT(_Discrete):
