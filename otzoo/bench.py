@@ -216,18 +216,22 @@ def uvp_table(result: BenchResult) -> tuple[list[str], list[list[str]]]:
     return ["solver", *(str(d) for d in dims)], rows
 
 
-def rich_table(result: BenchResult) -> Any:
-    """The UVP table for the terminal."""
+def rich_table(result: BenchResult) -> tuple[Any, str]:
+    """The UVP table for the terminal (published rows by their short tags) and its legend."""
     from rich.table import Table
 
     header, rows = uvp_table(result)
-    table = Table(title="W2 benchmark Mix3toMix10: forward L2-UVP (%), lower is better")
+    table = Table(title="W2 Mix3toMix10: forward L2-UVP (%), lower is better", title_justify="left")
     for i, col in enumerate(header):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
     n_ours = len({c.solver for c in result.cells})
     for i, row in enumerate(rows):
-        table.add_row(*row, end_section=i in (n_ours - 1, n_ours + 1))
-    return table
+        label = (
+            row[0].split(" ")[0] if row[0].startswith("[") and "measured" not in row[0] else row[0]
+        )
+        table.add_row(label, *row[1:], end_section=i in (n_ours - 1, n_ours + 1))
+    legend = "published rows: " + "; ".join(n for n in PUBLISHED)
+    return table, legend
 
 
 CELL_HEADER = ["solver", "dim", "UVP", "cosine", "steps", "wall min", "CPU min", "status"]
@@ -375,6 +379,8 @@ def run_w2_bench(
     device = str(resolve_device(runs[solvers[0], dims[0]][0].train.device))
     result = BenchResult(cells, base, seed, command, machine_summary(device))
     write_outputs(result, out)
-    console.print(rich_table(result))
+    table, legend = rich_table(result)
+    console.print(table)
+    console.print(legend, highlight=False)
     console.print(f"wrote {out / 'uvp.json'}, {out / 'report.md'}, {out / 'uvp.png'}")
     return result

@@ -276,8 +276,8 @@ def eval_run(
     """Score one finished run with the comparison's metrics and print the table."""
     import json
 
-    from otzoo.evaluate import evaluate_run
-    from otzoo.report import json_safe, metrics_table
+    from otzoo.evaluate import evaluate_run, quality_warnings
+    from otzoo.report import json_safe, metrics_tables
     from otzoo.runtime import atomic_write_json, check_out_path
 
     if out is not None:
@@ -285,7 +285,11 @@ def eval_run(
     console = table_console()
     with torch_threads(threads):
         run, rows, judge = evaluate_run(run_dir, device=device, log=console.print)
-    console.print(metrics_table(rows, f"otzoo eval {run_dir} ({run.solver}, pair {run.pair})"))
+    title = f"otzoo eval {run_dir} ({run.solver}, pair {run.pair})"
+    for table in metrics_tables(rows, title, console.width):
+        console.print(table)
+    for warning in quality_warnings(rows, judge):
+        console.print(f"[yellow]warning: {warning}[/yellow]")
     if out is not None:
         payload = json_safe(
             {

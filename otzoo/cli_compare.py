@@ -66,7 +66,7 @@ def compare(
     """
     from otzoo.compare import CompareRequest
     from otzoo.compare import compare as run_compare
-    from otzoo.report import metrics_table
+    from otzoo.report import metrics_tables
 
     console = table_console()
     values = data_values(data, grid, coloring, rotation)
@@ -89,7 +89,8 @@ def compare(
         threads=threads,
     )
     result = run_compare(req, log=console.print)
-    console.print(metrics_table(result.rows, f"otzoo compare: pair {result.pair}"))
+    for table in metrics_tables(result.rows, f"otzoo compare: pair {result.pair}", console.width):
+        console.print(table)
     for name, note in result.notes.items():
         console.print(f"[yellow]{name}: {note}[/yellow]")
     console.print(f"report: {out / 'report.md'}")

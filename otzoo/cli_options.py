@@ -43,7 +43,8 @@ def data_values(
 
 
 def table_console() -> Any:
-    """A console for tables: the terminal's width, or 200 columns when output is piped."""
+    """A console for tables: the terminal's width, or 120 columns when output is piped (log
+    files); tables are split to fit it (otzoo.report.metrics_tables)."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    return Console() if sys.stdout.isatty() else Console(width=120)

@@ -10,34 +10,21 @@ the same machine gives the same metrics.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from otzoo.compare_outputs import log_tensorboard, write_outputs
 from otzoo.config import RunConfig, config_fields, parse_overrides, resolve
 from otzoo.data import PairData, load_pair, parse_pair
 from otzoo.errors import ConfigError, DivergenceError
-from otzoo.evaluate import (
-    NAN,
-    apply_map,
-    evaluate_solver,
-    reference_rows,
-    wants_judge,
-)
+from otzoo.evaluate import NAN, evaluate_solver, quality_warnings, reference_rows, wants_judge
 from otzoo.judge import Judge, JudgeConfig, get_judge
 from otzoo.registry import get_solver, parse_solver_list
-from otzoo.report import json_safe, markdown_table, metrics_csv
 from otzoo.runs import load_run, read_config, recorded_train_seconds
 from otzoo.runtime import (
-    atomic_write_bytes,
-    atomic_write_json,
     check_out_path,
     deterministic_kernels,
     resolve_device,
@@ -45,7 +32,6 @@ from otzoo.runtime import (
 )
 from otzoo.solver import Solver
 from otzoo.train import train
-from otzoo.viz import save_grid_png
 
 Log = Callable[[str], None]
 
@@ -96,7 +82,9 @@ class CompareResult:
     solver_names: list[str]
     judge: Judge | None
     pair: str
+    seed: int
     notes: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # a weak judge, a fid below its floor
 
 
 def route_overrides(items: list[str], ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -207,34 +195,6 @@ def _train_entry(
     entry.solver, entry.train_seconds = result.solver, float(result.metrics["train_seconds"])
 
 
-def _hparams(run: RunConfig) -> dict[str, Any]:
-    """The few settings worth a column in TensorBoard's HPARAMS tab (solver and preset first:
-    it shows a limited number, differing ones and then by name); the full config goes in a
-    text summary beside it."""
-    flat: dict[str, Any] = {"solver": run.solver, "preset": run.preset, "pair": run.pair}
-    flat.update(seed=run.seed, steps=run.train.steps, batch_size=run.train.batch_size)
-    for k, v in dataclasses.asdict(run.solver_config).items():
-        if k.startswith("lr") or k.endswith("_lr"):
-            flat[k] = v
-    return flat
-
-
-def log_tensorboard(tb_dir: Path, run: RunConfig, metrics: dict[str, float]) -> None:
-    """Hparams and the final metrics (scalars under metrics/, the same tags training logged
-    at each evaluation), so `tensorboard --logdir DIR/tb` lines the solvers up."""
-    from torch.utils.tensorboard import SummaryWriter
-    from torch.utils.tensorboard.summary import hparams
-
-    finite = {f"metrics/{k}": float(v) for k, v in metrics.items() if math.isfinite(v)}
-    step = run.train.steps
-    with SummaryWriter(str(tb_dir)) as writer:
-        for summary in hparams(_hparams(run), finite):
-            writer.file_writer.add_summary(summary, step)
-        writer.add_text("config", "```\n" + json.dumps(run.to_dict(), indent=2) + "\n```", step)
-        for k, v in finite.items():
-            writer.add_scalar(k, v, step)
-
-
 def compare(req: CompareRequest, log: Log = print) -> CompareResult:
     """Train (or reuse) each solver, evaluate all the same way, write the report files."""
     if req.threads is None:
@@ -273,91 +233,11 @@ def _compare(req: CompareRequest, log: Log) -> CompareResult:
             if e.note:
                 notes[e.name] = e.note
             log_tensorboard(req.out / "tb" / e.name, e.run, rows[e.name])
-    result = CompareResult(req.out, {**rows, **refs}, [e.name for e in entries], judge, pair, notes)
-    write_outputs(result, entries, data, req, pair, seed)
+    all_rows = {**rows, **refs}
+    warnings = quality_warnings(all_rows, judge)
+    for w in warnings:
+        log(f"warning: {w}")
+    names = [e.name for e in entries]
+    result = CompareResult(req.out, all_rows, names, judge, pair, seed, notes, warnings)
+    write_outputs(result, entries, data, req)
     return result
-
-
-def sample_rows(
-    entries: list[Entry], data: PairData, n: int, seed: int
-) -> tuple[list[torch.Tensor], list[str]]:
-    """The same n random test inputs, then each solver's outputs for them (seeded noise)."""
-
-    idx = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[:n]
-    x = data.x_test[idx]
-    rows, labels = [x], ["input"]
-    for e in entries:
-        if e.solver is None:
-            continue
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            rows.append(apply_map(e.solver, x).cpu().clamp(-1, 1))
-        labels.append(e.name)
-    return rows, labels
-
-
-def write_outputs(
-    result: CompareResult,
-    entries: list[Entry],
-    data: PairData,
-    req: CompareRequest,
-    pair: str,
-    seed: int,
-) -> None:
-    """metrics.json, metrics.csv, samples.png (voxel data) and report.md in req.out."""
-    out = req.out
-    solver_rows = {k: result.rows[k] for k in result.solver_names}
-    atomic_write_json(out / "metrics.json", json_safe(solver_rows))
-    csv_text = metrics_csv(result.rows, set(solver_rows))
-    atomic_write_bytes(out / "metrics.csv", csv_text.encode())
-    picture = ""
-    if data.kind == "voxel":
-        rows, labels = sample_rows(entries, data, req.n_pictures, seed)
-        save_grid_png(rows, out / "samples.png", labels, title=f"pair {pair}: inputs and maps")
-        picture = "![inputs (first row) and each solver's maps](samples.png)\n"
-    text = render_report(result, entries, pair, seed, picture)
-    atomic_write_bytes(out / "report.md", text.encode())
-
-
-def render_report(
-    result: CompareResult,
-    entries: list[Entry],
-    pair: str,
-    seed: int,
-    picture: str,
-) -> str:
-    """report.md: the table, what the references mean, the settings, the judge, the picture."""
-    data_cfg = entries[0].run.data
-    parts = [
-        f"# otzoo compare: pair {pair}\n",
-        f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}.\n",
-        "## Metrics\n",
-        markdown_table(result.rows),
-        "`-`: metric does not apply to this map or data; `nan`: the map's outputs were not finite.\n",
-        "`identity` and `real target` are references: the identity map, and the real target test "
-        "samples taken as outputs (so their `fid` and `w2_to_target` are 0 by construction). "
-        "`fid_floor` is the Frechet distance between two random halves of the real target test "
-        "set: the sampling noise of `fid`, measured at half the sample size (so a little "
-        "pessimistic); a `fid` near it is as good as this test set can tell.\n",
-    ]
-    for name, note in result.notes.items():
-        parts.append(f"- **{name}**: {note}\n")
-    parts += ["## Settings\n", f"- seed: {seed}; torch CPU threads: {torch.get_num_threads()}"]
-    parts.append(f"- data: {json.dumps(dataclasses.asdict(data_cfg))}")
-    for e in entries:
-        how = f"reused from `{e.run_dir}`" if e.reused else f"trained into `{e.run_dir}`"
-        parts.append(
-            f"- {e.name}: {how}, preset {e.run.preset}, {e.run.train.steps} steps, "
-            f"config `{json.dumps(dataclasses.asdict(e.run.solver_config))}`"
-        )
-    j = result.judge
-    if j is not None:
-        parts.append(
-            f"- judge: key `{j.key}`, test accuracy {j.accuracy:.4f} on {j.info['n_test']} test "
-            f"digits (trained on {j.info['n_train']} train digits, "
-            f"{j.info.get('steps', '?')} Adam steps, {j.info.get('train_seconds', '?')} s)"
-        )
-    else:
-        parts.append("- judge: none (no target digit or not voxel data)")
-    parts += ["", "## Samples\n", picture or "(no picture: not voxel data)\n"]
-    return "\n".join(parts) + "\n"

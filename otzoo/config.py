@@ -31,14 +31,14 @@ class TrainConfig:
     """What the shared training loop needs; the same for every solver."""
 
     steps: int = 1000  # outer steps (each solver defines what one step does)
-    batch_size: int = 64
+    batch_size: int = 64  # samples per batch (each solver draws several batches per step)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 1  # TensorBoard scalars
     image_every: int = 100  # TensorBoard voxel pictures of a fixed test batch
-    ckpt_every: int = 100
+    ckpt_every: int = 100  # checkpoint every this many outer steps (and at the end)
     eval_every: int = 0  # test-split metrics during training (0: only at the end)
     eval_samples: int = 256  # test samples used by the in-training metrics
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # newest checkpoints kept in ckpt/
     amp: str = "auto"  # bf16 autocast: auto (on for CUDA) | bf16 | off
     lr_schedule: str = "constant"  # constant | cosine (every lr decays to 1e-4 x, w2ot's form)
     lr_decay_steps: int | None = None  # cosine length in outer steps; None: the run's steps

@@ -205,6 +205,28 @@ def reference_rows(
     return rows
 
 
+WEAK_JUDGE = 0.90  # below this test accuracy, judged metrics are flagged
+
+
+def quality_warnings(rows: dict[str, dict[str, float]], judge: Judge | None) -> list[str]:
+    """What makes a table misleading, in words: a judge too weak to trust, or a map whose fid
+    is below the real-vs-real noise floor (its difference from real targets is noise)."""
+    out = []
+    if judge is not None and judge.accuracy < WEAK_JUDGE:
+        out.append(
+            f"the judge's test accuracy is {judge.accuracy:.2f} (< {WEAK_JUDGE:.2f}): target "
+            "accuracy and fid are unreliable here; use more data or a larger grid (--preset quick)"
+        )
+    for name, m in rows.items():
+        fid, floor = m.get("fid", NAN), m.get("fid_floor", NAN)
+        if name != "real target" and 0 < fid < floor:
+            out.append(
+                f"{name}: fid {fid:.3g} is below its floor {floor:.3g}: within sampling noise "
+                "of the real targets, not better than them"
+            )
+    return out
+
+
 def apply_map(solver: Solver, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     """`solver.transport` on x in eval mode, batch by batch, without gradients (pictures)."""
     solver.train_mode(False)

@@ -42,18 +42,36 @@ def table_columns(rows: dict[str, dict[str, float]]) -> list[str]:
     return [k for k in (*METRIC_NAMES, "train_seconds") if k in present]
 
 
-def metrics_table(rows: dict[str, dict[str, float]], title: str) -> Any:
-    """A rich table: one row per map, one column per metric that any row has."""
+def metrics_tables(rows: dict[str, dict[str, float]], title: str, width: int = 80) -> list[Any]:
+    """Terminal tables that fit `width` columns without cutting a number: one row per metric
+    (full names), one column per map; maps that do not fit go to a next table below."""
+    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
-    table.add_column("map")
     cols = table_columns(rows)
-    for c in cols:
-        table.add_column(c, justify="right")
-    for name, r in rows.items():
-        table.add_row(name, *(format_value(r.get(c)) for c in cols))
-    return table
+    maps = list(rows)
+    measure = Console(width=10_000)
+
+    def build(chunk: list[str], heading: str | None) -> Table:
+        table = Table(title=heading, title_justify="left")
+        table.add_column("metric", no_wrap=True)
+        for name in chunk:
+            table.add_column(name, justify="right", no_wrap=True)
+        for c in cols:
+            table.add_row(c, *(format_value(rows[name].get(c)) for name in chunk))
+        return table
+
+    tables, start = [], 0
+    while start < len(maps):
+        size = len(maps) - start
+        while size > 1:  # the widest chunk that fits
+            wide = measure.measure(build(maps[start : start + size], None)).maximum
+            if wide <= width:
+                break
+            size -= 1
+        tables.append(build(maps[start : start + size], title if not tables else None))
+        start += size
+    return tables
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -63,7 +81,7 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def markdown_table(rows: dict[str, dict[str, float]]) -> str:
-    """The same table as `metrics_table`, in Markdown (for report.md)."""
+    """One row per map, one column per metric, in Markdown (report.md: no width limit)."""
     cols = table_columns(rows)
     cells = [[name, *(format_value(r.get(c)) for c in cols)] for name, r in rows.items()]
     return markdown(["map", *cols], cells)

@@ -258,3 +258,21 @@ def plan_resume(
     changes = {k: v for k, v in (("steps", steps), ("device", device)) if v is not None}
     run = replace(run, train=replace(run.train, **changes)) if changes else run
     return RunPlan(Path(out), run, resume=bool(list_checkpoints(out)))
+
+
+def read_loss_curves(tb_dir: Path, solver_id: str) -> dict[str, list[tuple[int, float]]]:
+    """The training losses a run logged to TensorBoard (tags `<solver>/<loss>`), by loss name;
+    {} when there are none. Read back from the event files, so a resumed run's whole history
+    (TensorBoard purges what a resume replays) is there."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not Path(tb_dir).is_dir():
+        return {}
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    prefix = f"{solver_id}/"
+    return {
+        tag[len(prefix) :]: [(e.step, e.value) for e in acc.Scalars(tag)]
+        for tag in acc.Tags().get("scalars", [])
+        if tag.startswith(prefix)
+    }

@@ -11,9 +11,8 @@ matplotlib is used only to rasterize text labels and to write PNG files.
 from __future__ import annotations
 
 import functools
+import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from otzoo.errors import DataError
+from otzoo.runtime import atomic_write_bytes
 
 _YAW_DEG = -25.0  # turn about the vertical axis: shows the left side face
 _PITCH_DEG = -20.0  # tilt about the horizontal axis: shows the top face
@@ -170,13 +170,14 @@ def _text_image(
 
 
 def _text_width(texts: Sequence[str], fontsize: float) -> int:
-    """Widest of `texts` in pixels at 100 dpi."""
+    """Widest line of `texts` (labels may hold several lines) in pixels at 100 dpi."""
     from matplotlib.backends.backend_agg import RendererAgg
     from matplotlib.font_manager import FontProperties
 
     renderer = RendererAgg(8, 8, 100)
     prop = FontProperties(size=fontsize)
-    widths = [renderer.get_text_width_height_descent(t, prop, ismath=False)[0] for t in texts]
+    lines = [line for t in texts for line in t.splitlines() or [""]]
+    widths = [renderer.get_text_width_height_descent(t, prop, ismath=False)[0] for t in lines]
     return math.ceil(max(widths, default=0.0))
 
 
@@ -225,8 +226,8 @@ def _add_title(image: np.ndarray, title: str, size: int) -> np.ndarray:
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write a uint8 [H, W, 3] (or [H, W]) image to `path` atomically; returns the path.
 
-    The file is written next to its destination and moved into place with os.replace, so a
-    reader (TensorBoard, a browser on the report) never sees a half-written PNG.
+    Written through `runtime.atomic_write_bytes` (temp file, fsync, rename, the user's umask),
+    so a reader (a browser on the report) never sees a half-written PNG.
     """
     from matplotlib.image import imsave
 
@@ -241,19 +242,13 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
             f"save_png wants uint8 [H, W], [H, W, 3] or [H, W, 4], got {image.dtype} "
             f"{image.shape}; use render_volumes/render_grid output"
         )
+    buf = io.BytesIO()
+    if image.ndim == 2:
+        imsave(buf, image, format="png", cmap="gray", vmin=0, vmax=255)
+    else:
+        imsave(buf, image, format="png")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if image.ndim == 2:
-                imsave(fh, image, format="png", cmap="gray", vmin=0, vmax=255)
-            else:
-                imsave(fh, image, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -322,3 +317,29 @@ def save_figure_png(fig: Any, path: str | Path) -> Path:
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return save_png(np.asarray(canvas.buffer_rgba())[..., :3].copy(), path)
+
+
+def save_loss_png(
+    curves: dict[str, dict[str, list[tuple[int, float]]]], path: str | Path, title: str = ""
+) -> Path:
+    """Training losses over outer steps: one panel per solver (its own objective names, its own
+    scale), one line per loss; `curves` is {solver: {loss name: [(step, value), ...]}}."""
+    from matplotlib.figure import Figure
+
+    names = [n for n, c in curves.items() if c]
+    if not names:
+        raise ValueError("save_loss_png: no loss curves to draw")
+    fig = Figure(figsize=(5.0 * len(names), 3.4), dpi=100)
+    for i, name in enumerate(names, start=1):
+        ax = fig.add_subplot(1, len(names), i)
+        for loss, points in curves[name].items():
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, lw=1.0, marker="o" if len(steps) < 3 else None, label=loss)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("outer step")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure_png(fig, path)

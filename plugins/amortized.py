@@ -41,19 +41,19 @@ class AmortizedConfig(SolverConfig):
     conj_max_iter: int = 100  # fine-tuning iterations per batch (0: use H's prediction as is)
     conj_gtol: float = 1e-3  # stop when each sample's ||grad|| / sqrt(D) is below this
     lr: float = 1e-3  # AdamW for f and H (reference 5e-4 over 250k steps: the full preset)
-    beta1: float = 0.5
-    beta2: float = 0.5
-    weight_decay: float = 1e-4
+    beta1: float = 0.5  # AdamW betas (reference 0.5, 0.5)
+    beta2: float = 0.5  # AdamW second-moment decay
+    weight_decay: float = 1e-4  # AdamW weight decay of f and H
     hidden: tuple[int, ...] = ()  # potential MLP widths; (): (2b, 2b, b), b = max(d, 32)
     h_hidden: tuple[int, ...] = ()  # amortization MLP widths (residual); () as above
     activation: str = "softplus"  # mlp potential's activation (smooth: the map is its gradient)
     strong_convexity: float = 1e-2  # icnn potential only
     pretrain_steps: int = 300  # identity pre-training of an icnn potential (mlp starts there)
-    pretrain_lr: float = 1e-3
+    pretrain_lr: float = 1e-3  # Adam lr of the identity pre-training
     f_base: int = 16  # voxel potential width (ResNet3D or ConvICNN3D)
-    f_levels: int = 2
+    f_levels: int = 2  # voxel potential levels (each halves the grid)
     h_base: int = 8  # voxel amortization net: residual UNet3D
-    h_depth: int = 2
+    h_depth: int = 2  # amortization UNet3D levels
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -29,11 +29,11 @@ from otzoo_plugins.saddle import (
 @dataclass(frozen=True)
 class NOTConfig(SaddleConfig):
     t_iters: int = 10  # K_T: map steps per potential step (reference: 10)
-    lr_t: float = 1e-4
-    lr_f: float = 1e-4
-    weight_decay: float = 1e-10
+    lr_t: float = 1e-4  # Adam lr of the map T (reference 1e-4)
+    lr_f: float = 1e-4  # Adam lr of the potential f (reference 1e-4)
+    weight_decay: float = 1e-10  # Adam weight decay of both (reference 1e-10)
     f_base: int = 16  # ResNet3D potential width
-    f_levels: int = 2
+    f_levels: int = 2  # ResNet3D levels (each halves the grid)
     f_norm: str = "group"  # potential's normalisation: group | none (none sees faint haze)
 
     def __post_init__(self) -> None:
@@ -47,8 +47,8 @@ class NOTWeakConfig(NOTConfig):
     gamma: float = 0.66  # final weak-cost gamma (reference 0.66)
     gamma_ramp_steps: int = 1000  # gamma grows linearly from 0 over these outer steps
     z_size: int = 8  # noise draws per x in a T step
-    z_std: float = 0.1
-    noise_channels: int = 1
+    z_std: float = 0.1  # std of the noise z given to T
+    noise_channels: int = 1  # noise channels (voxels) or dimensions (vectors) of z
 
     def __post_init__(self) -> None:
         super().__post_init__()

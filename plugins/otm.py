@@ -41,13 +41,13 @@ from otzoo_plugins.saddle import (
 @dataclass(frozen=True)
 class OTMConfig(SaddleConfig):
     t_iters: int = 2  # T steps per psi step (reference: 2 for generation, 5 for restoration)
-    lr_t: float = 2e-4
-    lr_psi: float = 2e-4
+    lr_t: float = 2e-4  # Adam lr of the map T (reference 2e-4)
+    lr_psi: float = 2e-4  # Adam lr of the potential psi (reference 2e-4)
     beta1: float = 0.0  # Adam betas (reference: 0, 0.9)
-    beta2: float = 0.9
+    beta2: float = 0.9  # Adam second-moment decay
     lam_go: float = 0.0  # gradient-optimality weight (reference: 10 generation, 0 restoration)
     psi_base: int = 16  # ResNet3D potential width
-    psi_levels: int = 2
+    psi_levels: int = 2  # ResNet3D levels (each halves the grid)
 
     def __post_init__(self) -> None:
         super().__post_init__()

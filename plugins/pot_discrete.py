@@ -64,12 +64,12 @@ class SinkhornConfig(SolverConfig):
     # Entropic regularisation on the normalised cost. On 3-5 at 16^3 (400 x 400, cost / mean in
     # [0.15, 2]) each source spreads over ~3 targets at 0.01 (5000 iterations, unconverged),
     # ~11 at 0.03 (1300 iterations) and ~27 at 0.05: 0.03 keeps outputs sharp and fast.
-    epsilon: float = 0.03
+    epsilon: float = 0.03  # entropic regularisation on the cost divided by its mean (or max)
     max_samples: int = 4096  # fit on a seeded subset of at most this many per side (0: all)
     cost_norm: str = "mean"  # "mean" | "max": what the squared-distance cost is divided by
-    sinkhorn_iters: int = 5000
+    sinkhorn_iters: int = 5000  # Sinkhorn iteration cap
     sinkhorn_tol: float = 1e-8  # stop when the L2 marginal error falls below
-    max_gib: float = 8.0
+    max_gib: float = 8.0  # refuse fits whose arrays would need more memory than this
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class LinearConfig(SolverConfig):
     bures_reg: float = 0.1  # ridge on both covariances, times mean element variance * D / n
     max_rank: int = 1024  # largest basis of the low-rank formulation
     max_samples: int = 0  # fit on a seeded subset of at most this many per side (0: all)
-    max_gib: float = 8.0
+    max_gib: float = 8.0  # refuse fits whose arrays would need more memory than this
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:

@@ -27,9 +27,9 @@ from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 @dataclass(frozen=True)
 class SaddleConfig(SolverConfig):
     t_iters: int = 2  # map steps per potential step
-    lr_t: float = 2e-4
+    lr_t: float = 2e-4  # Adam lr of the map T
     t_base: int = 16  # UNet3D width
-    t_depth: int = 2
+    t_depth: int = 2  # UNet3D levels (each halves the grid)
     t_residual: bool = True  # identity-initialised map: x + head(x), head starts at zero
     t_clamp: bool = False  # voxels: clip T's output to the data range [-1, 1]
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data

@@ -33,13 +33,13 @@ class W2GNConfig(SolverConfig):
     lr: float = 3e-4  # Adam, both potentials (reference 3e-4)
     cycle_lambda: float | None = None  # lam; None: min(dim, 50), the reference's choice
     pretrain_steps: int = 300  # identity pre-training steps per potential, in the first step
-    pretrain_lr: float = 1e-3
+    pretrain_lr: float = 1e-3  # Adam lr of the identity pre-training
     hidden: tuple[int, ...] = ()  # DenseICNN widths; (): (max(2d,64), max(2d,64), max(d,32))
     rank: int = 1  # rank of the input-quadratic layers
     activation: str = "celu"  # convex, non-decreasing: celu | softplus
     strong_convexity: float = 1e-2  # the 0.5*s*||x||^2 term of both potentials
     icnn_base: int = 16  # ConvICNN3D width (voxels)
-    icnn_levels: int = 2
+    icnn_levels: int = 2  # ConvICNN3D levels (each halves the grid)
 
     def __post_init__(self) -> None:
         super().__post_init__()

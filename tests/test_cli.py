@@ -86,8 +86,27 @@ def test_train_resume_render_round_trip(tmp_path):
 def test_solvers_table_and_keys():
     res = run_cli("solvers")
     assert res.returncode == 0 and "not-weak" in res.stdout and "stochastic" in res.stdout
-    res = run_cli("solvers", "--keys", "not")
-    assert res.returncode == 0 and "lr_t" in res.stdout and "grid" in res.stdout
+
+
+def test_keys_show_the_values_a_run_with_that_preset_uses_and_what_each_means():
+    from otzoo.config import config_fields, describe_keys
+    from otzoo.registry import get_solver, list_solvers
+    from tests.conftest import run_main
+
+    code, out, _ = run_main("solvers", "--keys", "not", "--preset", "quick")
+    assert code == 0
+    values = {
+        line.split("│")[1].strip(): line.split("│")[3].strip()
+        for line in out.splitlines()
+        if line.count("│") >= 4 and line.split("│")[1].strip()
+    }
+    assert values["t_iters"] == "2" and values["lr_t"] == "0.0003" and values["ema"] == "0.98"
+    assert values["steps"] == "350" and values["grid"] == "16"
+    code, out, _ = run_main("solvers", "--keys", "not", "--preset", "tiny")
+    assert "'embedded'" in out and "│ grid " in out and "│ 8 " in out
+    for sid in list_solvers():  # every key of every solver says what it means
+        cls = get_solver(sid)
+        assert set(describe_keys(cls)) >= set(config_fields(cls)), sid
 
 
 def test_data_show_writes_picture(tmp_path):
@@ -133,3 +152,32 @@ def test_eval_prints_its_metrics_when_it_cannot_save_them(tmp_path, monkeypatch)
     assert code == 2 and "No space left" in err and len(err.strip().splitlines()) == 1
     printed = json.loads(stdout[stdout.index("{\n") :])
     assert printed["solver"] == "pot-linear" and "l2_uvp" in printed["metrics"]
+
+
+def test_version_and_files_written_with_the_users_umask(tmp_path):
+    import os
+
+    from otzoo import __version__
+    from tests.conftest import run_main
+
+    code, out, _ = run_main("--version")
+    assert code == 0 and out.strip() == f"otzoo {__version__}"
+    old = os.umask(0o022)
+    try:
+        code, _, err = run_main(
+            "train",
+            "--solver",
+            "not",
+            "--pair",
+            "3-5",
+            *TINY,
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+        )
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    for f in ("config.json", "metrics.json", "ckpt/step_0000001.pt"):
+        assert (tmp_path / "r" / f).stat().st_mode & 0o777 == 0o644, f

@@ -50,7 +50,7 @@ def test_cli_compare_writes_everything(tmp_path):
         "--steps", "3", "--threads", "1", "--quiet", "--out", str(out),
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    for f in ("report.md", "metrics.json", "metrics.csv", "samples.png"):
+    for f in ("report.md", "metrics.json", "metrics.csv", "samples.png", "loss.png"):
         assert (out / f).is_file(), f
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"not", "not-weak"}
@@ -62,6 +62,7 @@ def test_cli_compare_writes_everything(tmp_path):
     assert float(rows[2]["transport_cost"]) == 0.0 and float(rows[2]["color_preservation"]) == 1
     report = (out / "report.md").read_text()
     assert "| not-weak |" in report and "samples.png" in report and "test accuracy" in report
+    assert "loss.png" in report
     assert "identity" in res.stdout and "real target" in res.stdout
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -180,12 +181,13 @@ def test_threads_apply_to_the_run_and_are_restored(tmp_path):
     assert not (tmp_path / "z").exists()
 
 
-def test_sample_rows_are_the_inputs_then_each_solvers_maps(tmp_path):
+def test_sample_rows_are_the_inputs_then_each_solvers_maps_then_real_targets(tmp_path):
     """samples.png: the first row holds n test inputs, each next row one solver's outputs for
-    exactly those inputs (in the order the solvers were listed)."""
+    exactly those inputs (in the order the solvers were listed), the last real targets; every
+    row is labelled with what it is and, for maps, its target accuracy and color."""
     import torch
 
-    from otzoo.compare import sample_rows
+    from otzoo.compare_outputs import sample_rows
     from otzoo.data import load_pair
     from otzoo.evaluate import apply_map
     from otzoo.registry import build_solver
@@ -197,14 +199,22 @@ def test_sample_rows_are_the_inputs_then_each_solvers_maps(tmp_path):
     with torch.no_grad():  # give the residual map a visible effect
         next(iter(entries[0].solver.T.head.parameters())).add_(0.5)
     entries[1].solver.step(_AllBatches(data))  # fit the discrete baseline
-    rows, labels = sample_rows(entries, data, 4, seed)
-    assert labels == ["input", "not", "pot-linear"] and len(rows) == 3
+    metrics = {"not": {"target_accuracy": 0.25, "color_preservation": 1.0}}
+    rows, labels = sample_rows(entries, data, 4, seed, metrics)
+    assert [label.split("\n")[0] for label in labels] == [
+        "input (3)",
+        "not",
+        "pot-linear",
+        "real target",
+    ]
+    assert labels[1] == "not\nacc 0.25  color 1.00"
     x = rows[0]
-    assert x.shape == (4, *data.x_shape)
+    assert x.shape == (4, *data.x_shape) and len(rows) == 4
     assert any(torch.equal(x[0], t) for t in data.x_test)  # real test inputs
-    for e, row in zip(entries, rows[1:], strict=True):
+    for e, row in zip(entries, rows[1:3], strict=True):
         assert torch.allclose(row, apply_map(e.solver, x).clamp(-1, 1))
         assert not torch.equal(row, x)
+    assert all(any(torch.equal(r, t) for t in data.y_test) for r in rows[3])
 
 
 class _AllBatches:

@@ -243,10 +243,10 @@ PUBLISHED: dict[str, dict[int, float]] = {
     "[MM:R] reversed minimax (NOT/OTM form)": {2: 0.1, 4: 0.3, 8: 0.7, 16: 1.9, 32: 2.8, 64: 4.5},
     "[W2] W2GN": {2: 0.1, 4: 0.7, 8: 2.6, 16: 3.3, 32: 6.0, 64: 7.2, 128: 2.0},
     "[MMv1] per-batch conjugate": {2: 0.2, 4: 1.0, 8: 1.8, 16: 1.4, 32: 6.9, 64: 8.1, 128: 2.2},
-    "amortized, MLP potential (Amos 2023)": {
+    "[AC:MLP] amortized conjugate, MLP potential (Amos 2023)": {
         **{2: 0.03, 4: 0.22, 8: 0.60, 16: 0.80, 32: 2.09, 64: 2.08, 128: 0.67}
     },
-    "amortized, ICNN potential (Amos 2023)": {
+    "[AC:ICNN] amortized conjugate, ICNN potential (Amos 2023)": {
         **{2: 0.26, 4: 0.79, 8: 1.63, 16: 1.12, 32: 1.92, 64: 4.40, 128: 1.64}
     },
     "[LS] large-scale entropic": {

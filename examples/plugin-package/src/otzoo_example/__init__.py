@@ -1,0 +1,1 @@
+"""An example otzoo solver plugin (see README.md)."""
