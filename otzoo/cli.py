@@ -126,7 +126,7 @@ def data_show(
     from otzoo.config import build_dataclass
     from otzoo.data import DataConfig, load_pair
     from otzoo.runtime import check_out_path
-    from otzoo.viz import save_grid_png, save_scatter_png
+    from otzoo.viz import save_grid_png, save_scatter_png, views_for
 
     check_out_path(out, "--out", kind="file")
     cfg = build_dataclass(DataConfig, data_values(data, grid, coloring, rotation))
@@ -160,6 +160,7 @@ def data_show(
             [pdata.x_test[:n], pdata.y_test[:n]],
             out,
             row_labels=[f"source {pdata.spec.source}", f"target {pdata.spec.target}"],
+            views=views_for(cfg.rotation),
         )
     Console().print(f"picture: {path}")
 
@@ -245,7 +246,7 @@ def render(
     from otzoo.evaluate import apply_map
     from otzoo.runs import load_run
     from otzoo.runtime import check_out_path
-    from otzoo.viz import save_grid_png
+    from otzoo.viz import save_grid_png, views_for
 
     check_out_path(out, "--out", kind="file")
     if n < 1:
@@ -260,7 +261,8 @@ def render(
         idx = torch.randperm(len(data.x_test), generator=g)[:n]
         x = data.x_test[idx]
         tx = apply_map(solver, x)
-        path = save_grid_png([x.cpu(), tx.cpu()], out, row_labels=["input", run.solver])
+        rows, labels = [x.cpu(), tx.cpu()], ["input", run.solver]
+        path = save_grid_png(rows, out, row_labels=labels, views=views_for(run.data.rotation))
     print(f"picture: {path}")
 
 

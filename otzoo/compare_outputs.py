@@ -18,7 +18,7 @@ from otzoo.evaluate import apply_map
 from otzoo.report import json_safe, markdown_table, metrics_csv
 from otzoo.runs import read_loss_curves
 from otzoo.runtime import atomic_write_bytes, atomic_write_json
-from otzoo.viz import save_grid_png, save_loss_png
+from otzoo.viz import save_grid_png, save_loss_png, views_for
 
 if TYPE_CHECKING:
     from otzoo.compare import CompareRequest, CompareResult, Entry
@@ -103,7 +103,8 @@ def write_outputs(
     if data.kind == "voxel":
         rows, labels = sample_rows(entries, data, req.n_pictures, result.seed, result.rows)
         title = picture_title(result.pair, entries[0].run)
-        save_grid_png(rows, out / "samples.png", labels, title=title)
+        views = views_for(entries[0].run.data.rotation)
+        save_grid_png(rows, out / "samples.png", labels, title=title, views=views)
         pictures.append("![inputs, each solver's maps of them, real targets](samples.png)\n")
     curves = {e.name: read_loss_curves(_tb_dir(e, req), e.run.solver) for e in entries}
     if any(curves.values()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import pickle
 import re
 import sys
@@ -269,7 +270,13 @@ def read_loss_curves(tb_dir: Path, solver_id: str) -> dict[str, list[tuple[int, 
     if not Path(tb_dir).is_dir():
         return {}
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
-    acc.Reload()
+    tb_log = logging.getLogger("tensorboard")
+    level = tb_log.level
+    tb_log.setLevel(logging.ERROR)  # its note on the events a resume replaced: expected here
+    try:
+        acc.Reload()
+    finally:
+        tb_log.setLevel(level)
     prefix = f"{solver_id}/"
     return {
         tag[len(prefix) :]: [(e.step, e.value) for e in acc.Scalars(tag)]

@@ -137,11 +137,11 @@ def check_out_path(path: Path, what: str = "--out", kind: str = "folder") -> Non
 
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
-    """torch intra-op threads for one command, restored afterwards."""
-    if n < 1:
-        raise ConfigError(f"--threads {n}: use a positive number of CPU threads, e.g. --threads 1")
+    """torch intra-op threads for one command (0: leave torch's default), restored afterwards."""
+    if n < 0:
+        raise ConfigError(f"--threads {n}: use a number of CPU threads >= 1, or 0 for one per core")
     before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(n or before)
     try:
         yield
     finally:

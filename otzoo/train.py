@@ -36,6 +36,7 @@ from otzoo.runs import (
     list_checkpoints,
     load_latest,
     plan_new,
+    read_loss_curves,
     restore,
     save_checkpoint,
     write_config,
@@ -49,7 +50,7 @@ from otzoo.runtime import (
     set_rng_state,
 )
 from otzoo.solver import Solver
-from otzoo.viz import render_grid
+from otzoo.viz import render_grid, save_loss_png, views_for
 
 N_PICTURE = 6  # test inputs shown beside their maps in TensorBoard
 LOCK = ".lock"
@@ -245,7 +246,8 @@ def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | Non
     def pictures(step: int) -> None:
         if data.kind != "voxel" or writer is None:
             return
-        grid = render_grid([fixed.cpu(), apply_map(solver, fixed).cpu()], ["input", "map"])
+        rows = [fixed.cpu(), apply_map(solver, fixed).cpu()]
+        grid = render_grid(rows, ["input", "map"], views=views_for(run.data.rotation))
         writer.add_image("maps", grid, step, dataformats="HWC")
 
     def log_metrics(step: int) -> dict[str, float]:
@@ -313,6 +315,12 @@ def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | Non
                 steps=float(steps), train_seconds=spent, seconds_per_step=spent / max(steps, 1)
             )
             write_metrics(out, metrics)
+            if writer is not None:
+                writer.flush()
+                curves = read_loss_curves(Path(writer.log_dir), solver.id)
+                if curves:
+                    title = f"{run.solver} {run.pair}: training losses"
+                    save_loss_png({run.solver: curves}, out / "loss.png", title)
         return TrainResult(out, solver.steps_done, metrics, solver)
     finally:
         if writer is not None:

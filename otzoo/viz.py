@@ -24,8 +24,19 @@ import torch.nn.functional as F
 from otzoo.errors import DataError
 from otzoo.runtime import atomic_write_bytes
 
-_YAW_DEG = -25.0  # turn about the vertical axis: shows the left side face
-_PITCH_DEG = -20.0  # tilt about the horizontal axis: shows the top face
+View = tuple[float, float]  # (yaw, pitch) in degrees
+OBLIQUE: View = (-25.0, -20.0)  # turn about the vertical axis, tilt: left side and top faces
+# Rotated digits can be edge-on from any one side: three views (oblique, from the side, from
+# above) let a reader tell a 5 from a 3 whatever the rotation.
+THREE_VIEWS: tuple[View, ...] = (OBLIQUE, (65.0, -20.0), (-25.0, -80.0))
+
+
+def views_for(rotation: str) -> tuple[View, ...]:
+    """The views that make digits of this data readable: one for unrotated digits (extruded
+    along the depth axis, seen obliquely from the front), three for rotated ones."""
+    return (OBLIQUE,) if rotation == "none" else THREE_VIEWS
+
+
 _GRAY_TINT = (0.22, 0.42, 0.78)  # colour given to 1-channel volumes (white would vanish on white)
 _LIGHT = (-0.45, -0.65, -1.0)  # towards the light, view coords (x right, y down, z away)
 _AMBIENT, _DIFFUSE, _FOG = 0.3, 0.7, 0.3
@@ -33,9 +44,9 @@ _CHUNK = 8  # volumes composited at once, bounds memory for 32^3 batches
 _GAP_FRACTION = 24  # gap between tiles = size // _GAP_FRACTION pixels
 
 
-def _rotation() -> torch.Tensor:
+def _rotation(view: View) -> torch.Tensor:
     """Rotation taking view coordinates to volume coordinates (x=W, y=H, z=D order)."""
-    a, b = math.radians(_YAW_DEG), math.radians(_PITCH_DEG)
+    a, b = math.radians(view[0]), math.radians(view[1])
     ry = torch.tensor(
         [[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]]
     )
@@ -45,7 +56,7 @@ def _rotation() -> torch.Tensor:
     return ry @ rx
 
 
-def _view_theta(dhw: tuple[int, int, int]) -> tuple[torch.Tensor, float, float]:
+def _view_theta(dhw: tuple[int, int, int], view: View) -> tuple[torch.Tensor, float, float]:
     """Affine map for `affine_grid` that frames the whole rotated box tightly.
 
     Returns theta [3, 4] and the half-extents (in units of the longest side) of the frame in the
@@ -54,7 +65,7 @@ def _view_theta(dhw: tuple[int, int, int]) -> tuple[torch.Tensor, float, float]:
     d, h, w = dhw
     g = max(dhw)
     half = torch.tensor([w / g, h / g, d / g])  # physical half-sizes, x/y/z order
-    rot = _rotation()
+    rot = _rotation(view)
     # extent of the box along each view axis i: sum_j |R_ji| * half_j
     ext = (rot.abs() * half[:, None]).sum(0)
     s_xy, s_z = float(max(ext[0], ext[1])), float(ext[2])
@@ -73,20 +84,20 @@ def _check_volumes(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(-1.0, 1.0)
 
 
-@functools.lru_cache(maxsize=8)
-def _sampling_grid(dhw: tuple[int, int, int], res: int, depth: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=16)
+def _sampling_grid(dhw: tuple[int, int, int], res: int, depth: int, view: View) -> torch.Tensor:
     """Sample positions of all rays, [1, depth, res, res, 3]; the same for every volume."""
-    theta, _, _ = _view_theta(dhw)
+    theta, _, _ = _view_theta(dhw, view)
     return F.affine_grid(theta[None], [1, 1, depth, res, res], align_corners=False)
 
 
-def _composite(vol: torch.Tensor, res: int, depth: int, step: float) -> torch.Tensor:
+def _composite(vol: torch.Tensor, res: int, depth: int, step: float, view: View) -> torch.Tensor:
     """Ray-cast a chunk of [n, C, D, H, W] volumes in [0, 1]; returns RGB [n, 3, res, res]."""
     n, c = vol.shape[:2]
     intensity = vol.amax(dim=1, keepdim=True)
     # colours are interpolated premultiplied by intensity (see the division below)
     color = torch.tensor(_GRAY_TINT).view(1, 3, 1, 1, 1) * intensity if c == 1 else vol
-    grid = _sampling_grid(tuple(vol.shape[2:]), res, depth).expand(n, -1, -1, -1, -1)
+    grid = _sampling_grid(tuple(vol.shape[2:]), res, depth, view).expand(n, -1, -1, -1, -1)
     sampled = F.grid_sample(
         torch.cat([intensity, color], 1), grid, mode="bilinear", align_corners=False
     )
@@ -109,31 +120,39 @@ def _composite(vol: torch.Tensor, res: int, depth: int, step: float) -> torch.Te
     return picture.clamp(0.0, 1.0)
 
 
-def render_volumes(x: torch.Tensor, size: int = 96) -> np.ndarray:
-    """Render each volume of [N, C, D, H, W] (values in [-1, 1]) as an oblique 3D picture.
+def render_volumes(
+    x: torch.Tensor, size: int = 96, views: tuple[View, ...] = (OBLIQUE,)
+) -> np.ndarray:
+    """Render each volume of [N, C, D, H, W] (values in [-1, 1]) as 3D pictures, one per view,
+    side by side.
 
-    Returns uint8 [N, size, size, 3] on a white background. NaN voxels (a diverged map) are drawn
-    as background so a report still renders.
+    Returns uint8 [N, size, size * len(views), 3] on a white background. NaN voxels (a diverged
+    map) are drawn as background so a report still renders.
     """
     if size < 8:
         raise ValueError(f"render size {size} is too small; use size >= 8")
     x = _check_volumes(x)
     n = x.shape[0]
     if n == 0:
-        return np.zeros((0, size, size, 3), dtype=np.uint8)
+        return np.zeros((0, size, size * len(views), 3), dtype=np.uint8)
     dhw = tuple(int(s) for s in x.shape[2:])
     g = max(dhw)
-    _, s_xy, s_z = _view_theta(dhw)
-    res = min(size, math.ceil(2 * g * s_xy))  # about two rays per voxel, never above `size`
-    depth = math.ceil(2 * g * s_z)  # about two samples per voxel along the ray
-    step = g * s_z / depth  # sample spacing in voxel lengths
     vol = (x + 1.0) * 0.5
-    with torch.no_grad():
-        pics = [_composite(vol[i : i + _CHUNK], res, depth, step) for i in range(0, n, _CHUNK)]
-        pic = torch.cat(pics)
-        if res != size:
-            pic = F.interpolate(pic, size=(size, size), mode="bilinear", align_corners=False)
-    pic = (pic.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    pictures = []
+    for view in views:
+        _, s_xy, s_z = _view_theta(dhw, view)
+        res = min(size, math.ceil(2 * g * s_xy))  # about two rays per voxel, never above `size`
+        depth = math.ceil(2 * g * s_z)  # about two samples per voxel along the ray
+        step = g * s_z / depth  # sample spacing in voxel lengths
+        with torch.no_grad():
+            chunks = range(0, n, _CHUNK)
+            pic = torch.cat(
+                [_composite(vol[i : i + _CHUNK], res, depth, step, view) for i in chunks]
+            )
+            if res != size:
+                pic = F.interpolate(pic, size=(size, size), mode="bilinear", align_corners=False)
+        pictures.append(pic)
+    pic = (torch.cat(pictures, dim=3).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
     return pic.permute(0, 2, 3, 1).contiguous().numpy()
 
 
@@ -182,28 +201,33 @@ def _text_width(texts: Sequence[str], fontsize: float) -> int:
 
 
 def render_grid(
-    rows: list[torch.Tensor], row_labels: list[str] | None = None, size: int = 96
+    rows: list[torch.Tensor],
+    row_labels: list[str] | None = None,
+    size: int = 96,
+    views: tuple[View, ...] = (OBLIQUE,),
 ) -> np.ndarray:
     """Stack rendered batches as rows of one picture, white gaps, optional labels at the left.
 
-    Each row is a batch [n_i, C, D, H, W]; shorter rows are padded with white. Returns uint8
-    [H, W, 3], ready for `save_png` or TensorBoard's `add_image(..., dataformats="HWC")`.
+    Each row is a batch [n_i, C, D, H, W]; each sample is drawn from every view of `views`, side
+    by side; shorter rows are padded with white. Returns uint8 [H, W, 3], ready for `save_png`
+    or TensorBoard's `add_image(..., dataformats="HWC")`.
     """
     if not rows:
         raise ValueError("render_grid needs at least one row of volumes")
     if row_labels is not None and len(row_labels) != len(rows):
         raise ValueError(f"got {len(row_labels)} row labels for {len(rows)} rows; pass one each")
-    tiles = [render_volumes(r, size) for r in rows]
+    tiles = [render_volumes(r, size, views) for r in rows]
     gap = max(2, size // _GAP_FRACTION)
+    tile_w = size * len(views)
     cols = max(1, max(t.shape[0] for t in tiles))
-    width = cols * size + (cols + 1) * gap
+    width = cols * tile_w + (cols + 1) * gap
     height = len(tiles) * size + (len(tiles) + 1) * gap
     grid = np.full((height, width, 3), 255, dtype=np.uint8)
     for r, tile in enumerate(tiles):
         y = gap + r * (size + gap)
         for c in range(tile.shape[0]):
-            x = gap + c * (size + gap)
-            grid[y : y + size, x : x + size] = tile[c]
+            x = gap + c * (tile_w + gap)
+            grid[y : y + size, x : x + tile_w] = tile[c]
     if row_labels:
         fontsize = _font_size(size)
         pad = 2 * gap
@@ -258,9 +282,10 @@ def save_grid_png(
     row_labels: list[str] | None = None,
     title: str | None = None,
     size: int = 96,
+    views: tuple[View, ...] = (OBLIQUE,),
 ) -> Path:
     """Render `rows` with `render_grid`, add an optional title, and save atomically as PNG."""
-    image = render_grid(rows, row_labels=row_labels, size=size)
+    image = render_grid(rows, row_labels=row_labels, size=size, views=views)
     if title:
         image = _add_title(image, title, size)
     return save_png(image, path)

@@ -176,8 +176,8 @@ def test_threads_apply_to_the_run_and_are_restored(tmp_path):
     compare(tiny_request(tmp_path / "t", solvers=("not",), threads=before + 1), log=quiet)
     assert f"torch CPU threads: {before + 1}" in (tmp_path / "t" / "report.md").read_text()
     assert torch.get_num_threads() == before
-    with pytest.raises(ConfigError, match="--threads 0"):
-        compare(tiny_request(tmp_path / "z", threads=0), log=quiet)
+    with pytest.raises(ConfigError, match="--threads -1"):
+        compare(tiny_request(tmp_path / "z", threads=-1), log=quiet)
     assert not (tmp_path / "z").exists()
 
 

@@ -100,7 +100,7 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
         (["--solvers", "not", "--set", "bogus=1"], "no listed solver"),
         (["--solvers", "not", "--set", "lr_t=0"], "lr_t=0.0"),
         (["--solvers", "not", "--steps", "0"], "steps=0"),
-        (["--solvers", "not", "--threads", "0"], "--threads 0"),
+        (["--solvers", "not", "--threads", "-1"], "--threads -1"),
         (["--solvers", ","], "--solvers is empty"),
     ],
 )

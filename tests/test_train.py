@@ -45,6 +45,7 @@ def test_train_writes_checkpoint_tensorboard_and_metrics(tmp_path):
     assert "maps" in images
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 3 and 0 <= metrics["color_preservation"] <= 1
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert metrics["transport_cost"] >= 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["solver"] == "not" and cfg["data"]["grid"] == 8

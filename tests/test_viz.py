@@ -154,3 +154,18 @@ def test_scatter_refuses_voxels_and_handles_one_dimension(tmp_path):
     x = torch.randn(50, 1)
     path = save_scatter_png(x, x + 3, tmp_path / "line.png", mapped=x + 3)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_several_views_side_by_side():
+    from otzoo.viz import THREE_VIEWS, views_for
+
+    x = _cube((1.0, 0.0, 0.0))
+    x[0, :, 4:12, 4:6, 4:12] = 1.0  # an asymmetric shape: each view differs
+    one = render_volumes(x, size=32)
+    three = render_volumes(x, size=32, views=THREE_VIEWS)
+    assert one.shape == (1, 32, 32, 3) and three.shape == (1, 32, 96, 3)
+    np.testing.assert_array_equal(three[:, :, :32], one)  # the first view is the usual one
+    assert not np.array_equal(three[:, :, 32:64], three[:, :, 64:])
+    grid = render_grid([x, x], size=32, views=THREE_VIEWS)
+    assert grid.shape[1] > 3 * 32
+    assert views_for("none") == THREE_VIEWS[:1] and views_for("z") == THREE_VIEWS
