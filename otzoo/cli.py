@@ -377,6 +377,13 @@ def main() -> None:
         message = " ".join(err.format_message().split())
         print(f"otzoo: error: {message}{hint}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:  # the machine refused a read or write (disk full, permissions)
+        where = f"{err.filename}: " if err.filename else ""
+        print(
+            f"otzoo: error: {where}{err.strerror or err}; check the disk and the path",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         print("otzoo: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -162,12 +162,24 @@ def restore(solver: Solver, ckpt: dict[str, Any], path: Path) -> None:
     try:
         solver.load_state_dict(ckpt["state"])
     except (KeyError, RuntimeError, ValueError) as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        detail = next((ln for ln in lines if "size mismatch" in ln or "key" in ln), lines[0])
         raise CheckpointError(
-            f"{path}: does not fit this run's networks ({detail[:160]}); "
+            f"{path}: does not fit this run's networks ({_mismatch(str(err))}); "
             "use it with the config it was written with"
         ) from None
+
+
+def _mismatch(message: str) -> str:
+    """The first difference torch reports, in a few words."""
+    m = re.search(
+        r"size mismatch for ([\w.]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) "
+        r"from checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)",
+        message,
+    )
+    if m:
+        return f"{m.group(1)} is {m.group(2)} in the checkpoint, {m.group(3)} in this run"
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if "key" in ln), lines[0] if lines else "unknown")
+    return detail if len(detail) <= 120 else detail[:117].rsplit(" ", 1)[0] + " ..."
 
 
 def warn(message: str) -> None:
@@ -191,8 +203,13 @@ def load_latest(
         try:
             return path, load_checkpoint(path, map_location=device)
         except CheckpointError as err:
-            if "corrupt or truncated" not in str(err) or i == len(found) - 1:
+            if "corrupt or truncated" not in str(err):
                 raise
+            if i == len(found) - 1:
+                raise CheckpointError(
+                    f"{path}: checkpoint is corrupt or truncated and no older one loads; "
+                    "start a new run (another --out)"
+                ) from None
             if set_aside:
                 aside = path.with_name(path.name + ".corrupt")
                 path.replace(aside)

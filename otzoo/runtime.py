@@ -128,11 +128,13 @@ def check_out_path(path: Path, what: str = "--out", kind: str = "folder") -> Non
             f"{what} {path}: not writable ({probe} is a file, not a folder); pass {what} to a "
             "writable folder"
         )
-    if not os.access(probe, os.W_OK | os.X_OK):
+    try:  # really try (permission bits lie for root and for special file systems)
+        os.rmdir(tempfile.mkdtemp(prefix=".otzoo-probe-", dir=probe))
+    except OSError as err:
         raise OtzooError(
-            f"{what} {path}: not writable (no permission to write in {probe}); pass {what} to "
-            "a writable folder"
-        )
+            f"{what} {path}: not writable ({err.strerror} in {probe}); pass {what} to a "
+            "writable folder"
+        ) from None
 
 
 @contextmanager
