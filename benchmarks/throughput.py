@@ -19,6 +19,7 @@ from otzoo.batches import BatchSampler, rows_of
 from otzoo.config import resolve
 from otzoo.loop import run_steps
 from otzoo.registry import get_solver, list_solvers
+from otzoo.runtime import resolve_device
 from otzoo.solver import PairInfo, Solver
 
 MODES = {
@@ -54,21 +55,23 @@ def compile_networks(solver: Solver) -> None:
             setattr(solver, name, torch.compile(value))
 
 
-def measure(solver_id: str, mode: dict, batch: int, steps: int, preset: str) -> float:
+def measure(
+    solver_id: str, mode: dict, batch: int, steps: int, preset: str, device: str = "cpu"
+) -> float:
     """Samples drawn per second over `steps` outer steps of the one loop, after two warm-up steps."""
     cls = get_solver(solver_id)
     run = resolve(cls, "3-5", preset, {"batch_size": batch})
     torch.manual_seed(0)
     shape = (3, 16, 16, 16)
     info = PairInfo("voxel", shape, shape)
-    solver = cls(run.solver_config, info, torch.device("cpu"))
+    solver = cls(run.solver_config, info, resolve_device(device))
     fmt = torch.channels_last_3d if mode["channels_last"] else torch.contiguous_format
     for m in solver.modules.values():
         m.to(memory_format=fmt)
     if mode.get("compile"):
         compile_networks(solver)
-    x = (torch.rand(512, *shape) * 2 - 1).contiguous(memory_format=fmt)
-    y = (torch.rand(512, *shape) * 2 - 1).contiguous(memory_format=fmt)
+    x = (torch.rand(512, *shape) * 2 - 1).to(solver.device).contiguous(memory_format=fmt)
+    y = (torch.rand(512, *shape) * 2 - 1).to(solver.device).contiguous(memory_format=fmt)
     counter = Counter()
     gen = torch.Generator().manual_seed(0)
     batches = BatchSampler(counter.wrap(rows_of(x)), counter.wrap(rows_of(y)), batch, gen, x, y)
@@ -87,10 +90,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--preset", default="quick")
     p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     a = p.parse_args()
     modes = a.modes.split(",")
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {a.batch}, preset {a.preset}"
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {a.batch}, "
+        f"preset {a.preset}, device {resolve_device(a.device)}"
     )
     print("| solver | " + " | ".join(modes) + " |")
     print("|---" * (len(modes) + 1) + "|")
@@ -98,7 +103,7 @@ def main() -> None:
         rates = []
         for m in modes:
             try:
-                rates.append(measure(sid, MODES[m], a.batch, a.steps, a.preset))
+                rates.append(measure(sid, MODES[m], a.batch, a.steps, a.preset, a.device))
             except Exception as err:  # e.g. a double backward torch.compile cannot trace
                 print(f"{sid} / {m}: failed ({type(err).__name__}: {str(err)[:120]})", flush=True)
                 rates.append(float("nan"))

@@ -36,7 +36,8 @@ SWING_SHARE = 0.3  # the swing: lowest target accuracy over this last share of t
 def measure(sid: str, seed: int, a: argparse.Namespace) -> dict[str, float]:
     """Train one solver with one seed; print its trajectory; return its summary."""
     cls = get_solver(sid)
-    run = resolve(cls, a.pair, a.preset, parse_overrides(a.sets, cls), seed=seed)
+    values = parse_overrides(a.sets, cls) | ({"device": a.device} if a.device else {})
+    run = resolve(cls, a.pair, a.preset, values, seed=seed)
     device = resolve_device(run.train.device)
     seed_everything(run.seed)
     data = load_pair(run.pair, run.data, seed=run.seed)
@@ -109,6 +110,7 @@ def main() -> None:
     )
     p.add_argument("--steps-cap", action="store_true", help="also stop at the preset's steps")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default=None, help="cpu | cuda | auto (default: the preset's)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     rows = {}

@@ -24,3 +24,10 @@ def test_script_answers_help(script):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.startswith("usage:") and "Traceback" not in res.stderr
+
+
+def test_shell_scripts_parse():
+    for script in sorted(BENCHMARKS.glob("*.sh")):
+        res = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert res.returncode == 0, (script.name, res.stderr)
+    assert (BENCHMARKS / "gpu_check.sh").is_file()
