@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 NAN = float("nan")
 UVP_SAMPLES = 2**14  # known-map pairs: L2-UVP on this many fresh samples of P (the benchmark's)
 UVP_SEED = 12345  # ... drawn with one seed for every map
+DIAGNOSTIC_SAMPLES = 256  # test inputs a solver's own diagnostics (e.g. ODE straightness) see
 
 Transport = Callable[[torch.Tensor], torch.Tensor]
 Log = Callable[[str], None]
@@ -247,7 +248,7 @@ def evaluate_solver(
     `compare` and `eval` report, and what training logs on `max_samples` test inputs."""
     solver.train_mode(False)
     try:
-        return evaluate(
+        metrics = evaluate(
             solver.transport,
             data,
             judge,
@@ -256,6 +257,9 @@ def evaluate_solver(
             device=solver.device,
             seed=seed,
         )
+        x = data.x_test[: min(max_samples, DIAGNOSTIC_SAMPLES)].to(solver.device)
+        metrics.update(solver.diagnostics(x))
+        return {k: metrics[k] for k in METRIC_NAMES if k in metrics}
     finally:
         solver.train_mode(True)
 

@@ -24,6 +24,8 @@ METRIC_NAMES = (
     "mse_to_clean",
     "l2_uvp",
     "cosine",
+    "nfe",
+    "straightness",
 )
 
 

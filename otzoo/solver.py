@@ -137,6 +137,12 @@ class Solver(ABC):
         own = {k: v for k, v in (overrides or {}).items() if k in names}
         return cls.Config(**own)
 
+    def diagnostics(self, x: torch.Tensor) -> dict[str, float]:
+        """Facts about the map on inputs x that the harness reports beside the metrics (e.g. an
+        ODE solver's function evaluations); none by default."""
+        del x
+        return {}
+
     def train_mode(self, on: bool = True) -> None:
         for m in self.modules.values():
             m.train(on)

@@ -34,6 +34,7 @@ class SaddleConfig(SolverConfig):
     t_clamp: bool = False  # voxels: clip T's output to the data range [-1, 1]
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
     ema: float = 0.0  # >0: transport with an exponential moving average of T (damps swings)
+    r1: float = 0.0  # >0: gradient penalty r1/2 E||grad potential(y)||^2 on real targets
 
 
 class VectorMap(nn.Module):
@@ -164,6 +165,10 @@ class SaddleSolver(Solver):
         with torch.no_grad():
             tx = self.map_for_potential(x)
         loss_p, potential_logs = self.potential_loss(x, tx, y)
+        if self.config.r1 > 0:
+            penalty = self.gradient_penalty(y)
+            loss_p = loss_p + 0.5 * self.config.r1 * penalty
+            potential_logs = {**potential_logs, "r1": penalty}
         opt = self.optimizers[self.potential_key]
         opt.zero_grad(set_to_none=True)
         loss_p.backward()
@@ -173,6 +178,14 @@ class SaddleSolver(Solver):
         logs.update(potential_logs)
         values = torch.stack([v.detach().float().to(loss_p.device) for v in logs.values()])
         return dict(zip(logs, values.tolist(), strict=True))  # one host sync per outer step
+
+    def gradient_penalty(self, y: Tensor) -> Tensor:
+        """Mean over real targets of ||grad potential(y)||^2 (R1, Mescheder et al. 2018): keeps
+        the potential flat around the data, so it cannot reward what the data never shows
+        (e.g. a faint fog over the background) and the saddle swings less."""
+        y = y.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.potential(y).sum(), y, create_graph=True)
+        return grad.pow(2).flatten(1).sum(dim=1).mean()
 
     def transport(self, x: Tensor, z: Tensor | None = None) -> Tensor:
         return self.T_eval(x)
