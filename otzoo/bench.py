@@ -79,12 +79,33 @@ class BenchResult:
     machine: str
 
 
-def parse_dims(text: str) -> list[int]:
-    """'2,4,8' -> [2, 4, 8]; each a positive integer, listed once."""
+def available_dims(weights: Path) -> list[int]:
+    """Dimensions whose two potentials ({dim}_v1.pt, {dim}_v2.pt) are in the weights folder."""
+    found = {
+        int(p.name.split("_")[0])
+        for p in Path(weights).glob("*_v1.pt")
+        if p.name.split("_")[0].isdigit()
+    }
+    return sorted(d for d in found if (Path(weights) / f"{d}_v2.pt").is_file())
+
+
+def parse_dims(text: str, weights: Path | None = None) -> list[int]:
+    """'2,4,8' -> [2, 4, 8]; each a positive integer, listed once. 'all': every dimension
+    whose files are in `weights`."""
+    if text.strip() == "all":
+        dims = available_dims(weights) if weights is not None else []
+        if not dims:
+            raise ConfigError(
+                f"--dims all: no benchmark files ({{dim}}_v1.pt and _v2.pt) in {weights}; "
+                "pass --weights DIR, the w2bench-mix3tomix10 folder"
+            )
+        return dims
     parts = [s.strip() for s in text.split(",") if s.strip()]
     dims = [int(s) for s in parts if s.isdigit()]
     if not dims or len(dims) < len(parts) or min(dims) < 1 or len(set(dims)) != len(dims):
-        raise ConfigError(f"--dims {text!r}: list positive dimensions once each, e.g. 2,4,8")
+        raise ConfigError(
+            f"--dims {text!r}: list positive dimensions once each, e.g. 2,4,8, or all"
+        )
     return dims
 
 

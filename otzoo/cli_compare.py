@@ -99,7 +99,10 @@ def compare(
 @bench_app.command("w2")
 def bench_w2(
     solvers: Annotated[str, typer.Option("--solvers", help="Comma-separated ids, e.g. not,otm.")],
-    dims: Annotated[str, typer.Option("--dims", help="Dimensions, e.g. 2,4,8,16,32.")] = "2,4,8",
+    dims: Annotated[
+        str,
+        typer.Option("--dims", help="Dimensions, e.g. 2,4,8; all: every dim in --weights."),
+    ] = "all",
     weights: Annotated[
         Path | None,
         typer.Option("--weights", help="w2bench-mix3tomix10 folder (default: $OTZOO_W2BENCH_DIR)."),
@@ -136,7 +139,7 @@ def bench_w2(
     with torch_threads(threads):
         run_w2_bench(
             parse_solver_list(solvers),
-            parse_dims(dims),
+            parse_dims(dims, weights),
             weights,
             out,
             steps=steps,

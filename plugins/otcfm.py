@@ -103,7 +103,8 @@ class OTCFM(Solver):
     def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
         if vector_dim(spec) is None or preset == "tiny":
             return {}
-        return {"batch_size": 1024, "steps": 4000, "lr_schedule": "cosine"}
+        # batch 512: the exact OT plan of a 1,024 batch costs ~0.14 s per step on one core
+        return {"batch_size": 512, "steps": 4000, "lr_schedule": "cosine"}
 
     def __init__(self, config: OTCFMConfig, info: PairInfo, device: torch.device) -> None:
         super().__init__(config, info, device)

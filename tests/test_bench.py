@@ -227,3 +227,19 @@ def test_cli_without_weights_or_env_asks_for_weights(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, ConfigError)
     assert "--weights" in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_dims_all_takes_every_dimension_in_the_folder(tmp_path):
+    for d in (2, 64):
+        for v in ("v1", "v2"):
+            (tmp_path / f"{d}_{v}.pt").write_bytes(b"")
+    (tmp_path / "8_v1.pt").write_bytes(b"")  # without its v2: not a usable dimension
+    assert parse_dims("all", tmp_path) == [2, 64]
+    with pytest.raises(ConfigError, match="no benchmark files"):
+        parse_dims("all", tmp_path / "empty")
+
+
+def test_published_table_has_the_larger_dimensions():
+    """A user who runs dim 64 or 128 sees what to compare with."""
+    assert BEST_PUBLISHED[64] == 2.08 and BEST_PUBLISHED[128] == 0.67
+    assert "128" not in str(PUBLISHED["[MM:R] reversed minimax (NOT/OTM form)"].keys())  # diverged
