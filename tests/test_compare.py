@@ -18,7 +18,14 @@ from tests.conftest import run_cli
 from tests.test_cli import assert_one_line_error
 
 TINY_JUDGE = JudgeConfig(epochs=1, min_steps=20, batch_size=16, base=4, feature_dim=16)
-DETERMINISTIC_KEYS = set(METRIC_NAMES) - {"diversity", "mse_to_clean", "l2_uvp", "cosine"}
+DETERMINISTIC_KEYS = set(METRIC_NAMES) - {
+    "diversity",
+    "mse_to_clean",
+    "l2_uvp",
+    "cosine",
+    "nfe",
+    "straightness",
+}
 
 
 def quiet(_msg: str) -> None:

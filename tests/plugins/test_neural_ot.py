@@ -47,7 +47,8 @@ def test_weak_term_is_gamma_times_the_variance():
         solver.steps_done = steps_done
         torch.manual_seed(1)
         loss, logs = solver.map_loss(x)
-        values[steps_done] = (float(loss.detach()), float(logs["variance"]), float(logs["gamma"]))
+        logs = {k: float(v.detach()) for k, v in logs.items()}
+        values[steps_done] = (float(loss.detach()), logs["variance"], logs["gamma"])
     strong, var, gamma0 = values[0]
     assert gamma0 == 0.0 and var > 1e-3
     for steps_done, gamma in ((5, 0.25), (10, 0.5), (20, 0.5)):
