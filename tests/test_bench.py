@@ -10,9 +10,7 @@ import sys
 import pytest
 
 from otzoo.bench import (
-    BEST_PUBLISHED,
     DIMS,
-    PUBLISHED,
     BenchResult,
     baselines,
     bench_overrides,
@@ -23,6 +21,7 @@ from otzoo.bench import (
 )
 from otzoo.config import resolve
 from otzoo.data import parse_pair
+from otzoo.data.benchmarks import BEST_PUBLISHED, PUBLISHED
 from otzoo.data.vectors import W2_ENV, known_map_pair, load_vector_pair
 from otzoo.errors import ConfigError
 from otzoo.registry import get_solver, list_solvers

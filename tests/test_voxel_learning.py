@@ -26,7 +26,7 @@ NEURAL = ["not", "not-weak", "otm", "w2gn", "amortized"]
 # 8^3 the saddles swing: `not` reached 0.75 at step 200 with 400 digits per side, then fell
 # back to near the identity (0.03) by step 400. Making them learn stably is issue 14.
 KNOWN_FAILING: dict[str, str] = {
-    "not": "issue 14: ends at 0.35 (swings; peaked at 0.7 near step 240)",
+    "not": "issue 14: ends at 0.15 with the quick preset's r1=300 (tuned at 16^3; 0.35 before R1)",
     "not-weak": "issue 14: ends at 0.25",
     "otm": "issue 14: ends at 0.25",
     "w2gn": "issue 14: ends at 0.00 (its convex potential does not learn the pair)",
