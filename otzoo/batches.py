@@ -5,7 +5,9 @@ generator whose state goes into checkpoints, so a resumed run draws exactly what
 uninterrupted one would. Where the batches come from is a pair of draw functions
 `draw(n, generator) -> Tensor`: random rows of fixed training tensors (digit pairs), or fresh
 samples of a known distribution (the W2 benchmark and Gaussian pairs, as in the benchmark
-papers). `x_all` / `y_all` are the whole training sets, for solvers that fit once (discrete OT).
+papers), and for rotated or point-cloud digits a new random transform of a random training
+digit at every draw (`PairData.fresh`). `x_all` / `y_all` are the fixed training sets, for
+solvers that fit once (discrete OT).
 """
 
 from __future__ import annotations
@@ -85,9 +87,14 @@ def from_tensors(
 
 def for_pair(data: PairData, batch_size: int, seed: int, device: torch.device) -> BatchSampler:
     """The training batches of a pair: fresh samples of P and Q for a known-map pair (infinite
-    data, as in the W2 benchmark papers), else random rows of its training sets, moved to
-    `device` once (no per-step host transfer)."""
+    data, as in the W2 benchmark papers), freshly transformed digits for rotated or point-cloud
+    data, else random rows of its training sets; tensors move to `device` once (no per-step
+    host transfer)."""
     x_all, y_all = to_device(data.x_train, device), to_device(data.y_train, device)
+    if data.fresh is not None:
+        fx, fy = (side.to(device) for side in data.fresh)
+        gen = torch.Generator().manual_seed(seed)
+        return BatchSampler(fx, fy, batch_size, gen, x_all, y_all, device)
     if isinstance(data, VectorPairData) and data.known is not None:
         known = data.known
         gen = stream_generator(seed, FRESH_STREAM)

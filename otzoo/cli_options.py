@@ -25,6 +25,10 @@ DataOpt = Annotated[
 GridOpt = Annotated[int | None, typer.Option("--grid", help="Voxel grid side (default 16).")]
 ColorOpt = Annotated[str | None, typer.Option("--coloring", help="rgby (default) | hue | none")]
 RotOpt = Annotated[str | None, typer.Option("--rotation", help="none (default) | z | 3d")]
+StyleOpt = Annotated[
+    str | None,
+    typer.Option("--style", help="extruded (default) | pointcloud (as Kaggle's 3D MNIST voxels)"),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for data split, init and batches.")]
 SetOpt = Annotated[
     list[str] | None,
@@ -43,10 +47,20 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
 
 
 def data_values(
-    data: str | None, grid: int | None, coloring: str | None, rotation: str | None
+    data: str | None,
+    grid: int | None,
+    coloring: str | None,
+    rotation: str | None,
+    style: str | None = None,
 ) -> dict[str, Any]:
     """The data options the user gave, as typed config values."""
-    given = {"data": data, "grid": grid, "coloring": coloring, "rotation": rotation}
+    given = {
+        "data": data,
+        "grid": grid,
+        "coloring": coloring,
+        "rotation": rotation,
+        "style": style,
+    }
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -59,6 +59,10 @@ class JudgeConfig:
     dropout: float = 0.2
     shift: int = 1  # augmentation: random shifts of up to this many voxels in H and W
     permute_channels: bool = False  # augmentation: random color channel permutations
+    # Data with a random transform (rotations, point clouds) are drawn afresh at every step
+    # (the continuous rotated distribution, as the solvers see it), for at least this many
+    # steps: invariance to rotations takes longer to learn than one fixed copy per digit.
+    fresh_steps: int = 6000
     seed: int = 0  # network init and batch order (the data split follows the data seed)
 
 
@@ -69,9 +73,11 @@ def cache_dir() -> Path:
 
 
 def judge_settings(data_cfg: DataConfig, data_seed: int, cfg: JudgeConfig) -> dict[str, Any]:
+    data = dataclasses.asdict(data_cfg)
+    data.pop("fixed_samples")  # what discrete solvers see: the judge never reads it
     return {
         "format": JUDGE_FORMAT,
-        "data": dataclasses.asdict(data_cfg),
+        "data": data,
         "data_seed": int(data_seed),
         "judge": dataclasses.asdict(cfg),
         "torch": ".".join(torch.__version__.split("+")[0].split(".")[:2]),  # its numerics
@@ -178,6 +184,7 @@ def _train_judge(
     ds = load_digit_set(data_cfg, data_seed)
     train_mask = ~ds.is_test
     x_tr, y_tr = ds.volumes[train_mask], ds.digit[train_mask]
+    fresh = ds.fresh_side(torch.nonzero(train_mask).squeeze(1))
     x_te, y_te = ds.volumes[ds.is_test], ds.digit[ds.is_test]
     g = torch.Generator().manual_seed(cfg.seed)
     with torch.random.fork_rng(devices=[]):
@@ -188,6 +195,8 @@ def _train_judge(
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         per_epoch = len(x_tr) // cfg.batch_size
         total = max(min(cfg.epochs * per_epoch, cfg.max_steps), cfg.min_steps, 1)
+        if fresh is not None:
+            total = max(total, cfg.fresh_steps)
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.lr, total_steps=total, pct_start=0.2
         )
@@ -196,7 +205,8 @@ def _train_judge(
         batches = _batches(len(x_tr), cfg.batch_size, total, g)
         with StepProgress("judge", total, enabled=log is not None) as bar:
             for step, idx in enumerate(batches, start=1):
-                xb = _augment(x_tr[idx], cfg, g)
+                xb = x_tr[idx] if fresh is None else fresh.render_at(idx, g)
+                xb = _augment(xb, cfg, g)
                 loss = F.cross_entropy(model(xb), y_tr[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -31,10 +31,11 @@ OBLIQUE: View = (-25.0, -20.0)  # turn about the vertical axis, tilt: left side 
 THREE_VIEWS: tuple[View, ...] = (OBLIQUE, (65.0, -20.0), (-25.0, -80.0))
 
 
-def views_for(rotation: str) -> tuple[View, ...]:
-    """The views that make digits of this data readable: one for unrotated digits (extruded
-    along the depth axis, seen obliquely from the front), three for rotated ones."""
-    return (OBLIQUE,) if rotation == "none" else THREE_VIEWS
+def views_for(rotation: str, style: str = "extruded") -> tuple[View, ...]:
+    """The views that make digits of this data readable: one for unrotated extruded digits
+    (lifted along the depth axis, seen obliquely from the front), three for rotated ones and
+    for point clouds (sparse and noisy: a second and third view show the stroke)."""
+    return (OBLIQUE,) if rotation == "none" and style == "extruded" else THREE_VIEWS
 
 
 _GRAY_TINT = (0.22, 0.42, 0.78)  # colour given to 1-channel volumes (white would vanish on white)

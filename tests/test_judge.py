@@ -73,8 +73,36 @@ def test_key_depends_on_every_setting():
         judge_key(DataConfig(grid=9, max_per_digit=20), 0, TINY_JUDGE),
         judge_key(DATA, 1, TINY_JUDGE),
         judge_key(DATA, 0, JudgeConfig(epochs=2, min_steps=20, batch_size=16, base=4)),
+        judge_key(DataConfig(grid=8, max_per_digit=20, style="pointcloud"), 0, TINY_JUDGE),
+        judge_key(DataConfig(grid=8, max_per_digit=20, rotation="z", augment=False), 0, TINY_JUDGE),
     }
-    assert base not in others and len(others) == 5
+    assert base not in others and len(others) == 7
+    # what only discrete solvers read does not retrain the judge
+    rotated = DataConfig(grid=8, max_per_digit=20, rotation="z")
+    assert judge_key(rotated, 0, TINY_JUDGE) == judge_key(
+        DataConfig(grid=8, max_per_digit=20, rotation="z", fixed_samples=99), 0, TINY_JUDGE
+    )
+
+
+def test_rotated_data_train_the_judge_on_fresh_rotations(cache, monkeypatch):
+    """A rotation-robust judge: every step renders its batch with new rotations (the solvers'
+    training distribution), for at least fresh_steps steps; the test split stays fixed."""
+    from otzoo.data.pairs import FreshSide
+
+    renders: list[int] = []
+    real = FreshSide.render_at
+
+    def counting(self, idx, generator):
+        renders.append(len(idx))
+        return real(self, idx, generator)
+
+    monkeypatch.setattr(FreshSide, "render_at", counting)
+    cfg = JudgeConfig(epochs=1, min_steps=5, batch_size=16, base=4, feature_dim=16, fresh_steps=12)
+    judge = get_judge(DataConfig(grid=8, max_per_digit=20, rotation="z"), 0, cfg)
+    assert judge.info["steps"] == 12 and renders == [16] * 12
+    renders.clear()
+    get_judge(DATA, 0, cfg)  # unrotated: the fixed volumes, min_steps
+    assert renders == []
 
 
 def test_trains_once_then_loads_from_cache(trained, monkeypatch, count_trainings):

@@ -169,3 +169,4 @@ def test_several_views_side_by_side():
     grid = render_grid([x, x], size=32, views=THREE_VIEWS)
     assert grid.shape[1] > 3 * 32
     assert views_for("none") == THREE_VIEWS[:1] and views_for("z") == THREE_VIEWS
+    assert views_for("none", "pointcloud") == THREE_VIEWS

@@ -2,8 +2,14 @@
 
 Every pair and the judge classifier read the same cached `DigitSet`, so the split is shared by
 construction: a judge trained on `DigitSet` train samples never sees a pair's test samples.
-Randomness comes from three independent seeded streams (split, rotation, color), so changing
-the coloring does not change the split, and the same seed always gives identical tensors.
+Randomness comes from independent seeded streams (split, rendering, color, fixed samples), so changing the coloring does not change the split, and the same seed always gives
+identical tensors.
+
+Every sample is kept twice: its canonical intensity volume (unrotated, uncolored) with its
+color, and the colored volume rendered from it once with one random rotation (the fixed test
+and training sets). `render` is the one way from the first to the second, so a training batch
+drawn afresh (`FreshSide`: a new rotation, new points, at every draw) comes from exactly the
+distribution of the fixed test set.
 """
 
 from __future__ import annotations
@@ -22,22 +28,25 @@ from otzoo.data.spec import PairSpec, parse_pair
 from otzoo.data.transforms import (
     COLOR_NAMES,
     COLORINGS,
-    colorize,
+    POINTS_PER_DIGIT,
+    draw_colors,
     extrude,
+    paint,
     palette,
-    random_angles,
+    random_rotations,
     resample_volume,
-    rotate_3d,
+    rotate_points,
     rotate_volumes,
-    rotate_z,
-    z_rotation_matrices,
+    sample_points,
+    voxelize_points,
 )
 from otzoo.errors import DataError
 from otzoo.runtime import available_memory_bytes
 
 ROTATIONS = ("none", "z", "3d")
+STYLES = ("extruded", "pointcloud")
 CHUNK = 2048  # samples voxelized at a time: bounds peak memory on the 70,000-digit IDX set
-_SPLIT, _ROTATION, _COLOR = 0, 1, 2  # independent random streams
+_SPLIT, _RENDER, _COLOR, _FIXED = 0, 1, 2, 3  # independent random streams
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,9 @@ class DataConfig:
     grid: int = 16  # voxel grid side (any >= 8)
     coloring: str = "rgby"  # "rgby" | "hue" | "none"
     rotation: str = "none"  # "none" | "z" (about the depth axis) | "3d" (uniform on SO(3))
+    style: str = "extruded"  # "extruded" (2D digits lifted along depth) | "pointcloud"
+    augment: bool = True  # rotated data: a fresh random rotation at every training draw
+    fixed_samples: int = 0  # discrete solvers' fixed sample: 0 = one rotated copy per digit
     test_fraction: float = 0.2  # per digit, round(test_fraction * n) samples are test
     max_per_digit: int = 0  # 0: all samples; > 0: a seeded random subset of that many per digit
 
@@ -61,6 +73,23 @@ class DataConfig:
             raise DataError(f"coloring={self.coloring!r}: use one of {', '.join(COLORINGS)}")
         if self.rotation not in ROTATIONS:
             raise DataError(f"rotation={self.rotation!r}: use one of {', '.join(ROTATIONS)}")
+        if self.style not in STYLES:
+            raise DataError(f"style={self.style!r}: use one of {', '.join(STYLES)}")
+        if not isinstance(self.augment, bool):
+            raise DataError(f"augment={self.augment!r}: use true or false")
+        if isinstance(self.fixed_samples, bool) or not isinstance(self.fixed_samples, int):
+            raise DataError(f"fixed_samples={self.fixed_samples!r}: use an integer >= 0")
+        if self.fixed_samples < 0:
+            raise DataError(
+                f"fixed_samples={self.fixed_samples}: use 0 (one rotated copy of each training "
+                "digit) or > 0"
+            )
+        transformed = self.rotation != "none" or self.style == "pointcloud"
+        if self.fixed_samples > 0 and not (self.augment and transformed):
+            raise DataError(
+                f"fixed_samples={self.fixed_samples}: only rotated or point-cloud data with "
+                "augment=true are drawn afresh; drop fixed_samples or set --rotation/--style"
+            )
         if not 0.0 < float(self.test_fraction) < 1.0:
             raise DataError(f"test_fraction={self.test_fraction!r}: use a number in (0, 1)")
         if isinstance(self.max_per_digit, bool) or not isinstance(self.max_per_digit, int):
@@ -79,10 +108,86 @@ class DigitSet:
     is_test: torch.Tensor  # bool [N]
     palette: torch.Tensor  # float32 [K, C] in [0, 1]
     config: DataConfig
+    canonical: torch.Tensor  # float32 [N, G, G, G] in [0, 1]: unrotated, uncolored
+    hue: torch.Tensor  # float32 [N]: each sample's hue ("hue" coloring; zeros otherwise)
 
     @property
     def color_names(self) -> list[str]:
         return COLOR_NAMES[self.config.coloring]
+
+    @property
+    def fresh(self) -> bool:
+        """Whether training draws are rendered afresh (a random transform to draw again)."""
+        cfg = self.config
+        return cfg.augment and (cfg.rotation != "none" or cfg.style == "pointcloud")
+
+    def fresh_side(self, indices: torch.Tensor) -> FreshSide | None:
+        """Fresh draws from the samples at `indices` (None when the data have no random
+        transform or `augment` is off: training then reads the fixed volumes)."""
+        if not self.fresh:
+            return None
+        return FreshSide(
+            self.canonical.index_select(0, indices),
+            self.color.index_select(0, indices),
+            self.hue.index_select(0, indices),
+            self.config,
+        )
+
+
+def render(
+    canonical: torch.Tensor,
+    labels: torch.Tensor,
+    hues: torch.Tensor,
+    cfg: DataConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Canonical volumes [n, G, G, G] -> model-facing colored volumes [n, C, G, G, G] in [-1, 1]:
+    a random rotation of `cfg.rotation`'s kind, for point clouds new points (drawn from the
+    intensities, rotated, counted per voxel), then each sample's color. All randomness comes
+    from `generator` (CPU); the work runs where `canonical` lives."""
+    n = canonical.shape[0]
+    matrices = random_rotations(cfg.rotation, n, generator)
+    if cfg.style == "pointcloud":
+        points = sample_points(canonical, POINTS_PER_DIGIT, generator)
+        if matrices is not None:
+            points = rotate_points(points, matrices, cfg.grid)
+        vol = voxelize_points(points, cfg.grid)
+    else:
+        vol = canonical if matrices is None else rotate_volumes(canonical, matrices)
+    return paint(vol, cfg.coloring, labels, hues) * 2.0 - 1.0
+
+
+@dataclass
+class FreshSide:
+    """One side's training samples drawn afresh: a random sample, rendered with a new random
+    transform at every draw, so training sees the continuous rotated distribution instead of
+    one fixed rotated copy per digit. Its randomness is the caller's generator (the batch
+    sampler's, whose state is checkpointed), so resume stays exact."""
+
+    canonical: torch.Tensor  # [n, G, G, G]
+    color: torch.Tensor  # [n]
+    hue: torch.Tensor  # [n]
+    config: DataConfig
+
+    def __len__(self) -> int:
+        return int(self.canonical.shape[0])
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n fresh volumes and the indices (into this side) of the samples they show."""
+        idx = torch.randint(len(self), (n,), generator=generator)
+        return self.render_at(idx, generator), idx
+
+    def render_at(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The samples at `idx` (CPU int64), each with a new random transform."""
+        on = idx.to(self.canonical.device)
+        return render(self.canonical[on], self.color[idx], self.hue[idx], self.config, generator)
+
+    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.sample(n, generator)[0]
+
+    def to(self, device: torch.device) -> FreshSide:
+        """This side with its canonical volumes on `device` (drawn there, no host transfer)."""
+        return FreshSide(self.canonical.to(device), self.color, self.hue, self.config)
 
 
 @dataclass
@@ -101,6 +206,7 @@ class PairData:
     palette: torch.Tensor | None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     color_names: list[str] = field(default_factory=list)
+    fresh: tuple[FreshSide, FreshSide] | None = None  # x, y training draws rendered afresh
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Sample counts per split ("x_train", ...): {"total": n, <color name>: n, ...}."""
@@ -163,23 +269,10 @@ def split_indices(raw: RawDigits, cfg: DataConfig, seed: int) -> tuple[np.ndarra
     return indices[order], flags[order]
 
 
-def _voxelize(
-    raw: np.ndarray, is_3d: bool, cfg: DataConfig, g_rot: torch.Generator
-) -> torch.Tensor:
-    """One chunk of raw intensities -> [n, G, G, G] in [0, 1], rotated as configured."""
+def _canonical(raw: np.ndarray, is_3d: bool, grid: int) -> torch.Tensor:
+    """One chunk of raw intensities -> unrotated [n, G, G, G] in [0, 1] (2D digits extruded)."""
     data = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
-    n = data.shape[0]
-    if is_3d:
-        vol = resample_volume(data, cfg.grid)
-        if cfg.rotation == "z":
-            vol = rotate_volumes(vol, z_rotation_matrices(random_angles(n, g_rot)))
-    else:
-        if cfg.rotation == "z":
-            data = rotate_z(data, random_angles(n, g_rot))
-        vol = extrude(data, cfg.grid)
-    if cfg.rotation == "3d":
-        vol = rotate_3d(vol, g_rot)
-    return vol
+    return resample_volume(data, grid) if is_3d else extrude(data, grid)
 
 
 def check_fits_in_memory(n: int, channels: int, grid: int) -> None:
@@ -211,17 +304,17 @@ def load_digit_set(cfg: DataConfig, seed: int = 0) -> DigitSet:
 def _cached_digit_set(cfg: DataConfig, seed: int) -> DigitSet:
     raw = load_source(cfg.data)
     indices, is_test = split_indices(raw, cfg, seed)
-    g_rot, g_color = stream_generator(seed, _ROTATION), stream_generator(seed, _COLOR)
     pal = palette(cfg.coloring)
     channels, g = pal.shape[1], cfg.grid
-    check_fits_in_memory(len(indices), channels, g)
+    check_fits_in_memory(len(indices), channels + 1, g)  # + 1: the canonical intensities
+    color, hue = draw_colors(len(indices), cfg.coloring, stream_generator(seed, _COLOR))
+    canonical = torch.empty(len(indices), g, g, g)
     volumes = torch.empty(len(indices), channels, g, g, g)
-    color = torch.empty(len(indices), dtype=torch.int64)
+    g_render = stream_generator(seed, _RENDER)  # rotations, points
     for start in range(0, len(indices), CHUNK):
         part = slice(start, start + CHUNK)
-        vol = _voxelize(raw.data[indices[part]], raw.is_3d, cfg, g_rot)
-        colored, color[part] = colorize(vol, cfg.coloring, g_color)
-        volumes[part] = colored * 2.0 - 1.0
+        canonical[part] = _canonical(raw.data[indices[part]], raw.is_3d, g)
+        volumes[part] = render(canonical[part], color[part], hue[part], cfg, g_render)
     return DigitSet(
         volumes=volumes,
         digit=torch.from_numpy(raw.digits[indices].copy()),
@@ -229,6 +322,8 @@ def _cached_digit_set(cfg: DataConfig, seed: int) -> DigitSet:
         is_test=torch.from_numpy(is_test),
         palette=pal,
         config=cfg,
+        canonical=canonical,
+        hue=hue,
     )
 
 
@@ -236,17 +331,36 @@ load_digit_set.cache_clear = _cached_digit_set.cache_clear  # type: ignore[attr-
 
 
 def _digits_pair(spec: PairSpec, cfg: DataConfig, seed: int) -> PairData:
-    """x = samples of the source digit, y = samples of the target digit, same split as the set."""
+    """x = samples of the source digit, y = samples of the target digit, same split as the set.
+
+    With a random transform (rotations, point clouds) training batches are drawn afresh
+    (`PairData.fresh`), and `x_train` / `y_train` are the fixed sample that solvers fitting
+    once (discrete OT) see: one rendered copy per training digit, or `cfg.fixed_samples` fresh
+    draws per side.
+    """
     ds = load_digit_set(cfg, seed)
     tensors: dict[str, torch.Tensor] = {}
     labels: dict[str, torch.Tensor] = {}
+    fresh: dict[str, FreshSide | None] = {}
+    g_fixed = stream_generator(seed, _FIXED)
     for side, digit in (("x", spec.source), ("y", spec.target)):
         for split, flag in (("train", False), ("test", True)):
             idx = torch.nonzero((ds.digit == digit) & (ds.is_test == flag)).squeeze(1)
-            tensors[f"{side}_{split}"] = ds.volumes.index_select(0, idx)
+            side_fresh = ds.fresh_side(idx) if split == "train" else None
+            if side_fresh is not None and cfg.fixed_samples > 0:
+                volumes, pick = side_fresh.sample(cfg.fixed_samples, g_fixed)
+                tensors[f"{side}_{split}"] = volumes
+                idx = idx.index_select(0, pick)
+            else:
+                tensors[f"{side}_{split}"] = ds.volumes.index_select(0, idx)
             labels[f"{side}_{split}_digit"] = ds.digit.index_select(0, idx)
             labels[f"{side}_{split}_color"] = ds.color.index_select(0, idx)
-    return voxel_pair_data(spec, ds, tensors, labels)
+            if split == "train":
+                fresh[side] = side_fresh
+    data = voxel_pair_data(spec, ds, tensors, labels)
+    fx, fy = fresh["x"], fresh["y"]
+    data.fresh = (fx, fy) if fx is not None and fy is not None else None
+    return data
 
 
 def voxel_pair_data(

@@ -48,32 +48,55 @@ def _pure_hue(h: torch.Tensor) -> torch.Tensor:
     return 1.0 - torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
+def draw_colors(
+    n: int, coloring: str, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's color, drawn once: labels [n] (int64) and hues [n] (fractions of a turn;
+    used by "hue" only, zeros otherwise). Kept apart from `paint`, so a sample drawn again
+    with a new rotation keeps its color."""
+    if coloring == "none":
+        return torch.zeros(n, dtype=torch.int64), torch.zeros(n)
+    if coloring == "rgby":
+        return torch.randint(0, 4, (n,), generator=generator), torch.zeros(n)
+    if coloring == "hue":
+        labels = torch.randint(0, 6, (n,), generator=generator)
+        offset = (torch.rand(n, generator=generator) - 0.5) * (1.0 - 2.0 * HUE_BIN_MARGIN)
+        return labels, torch.remainder((labels.float() + offset) / 6.0, 1.0)
+    raise ValueError(f"unknown coloring {coloring!r}; use one of {', '.join(COLORINGS)}")
+
+
+def paint(
+    volumes: torch.Tensor, coloring: str, labels: torch.Tensor, hues: torch.Tensor
+) -> torch.Tensor:
+    """[N, D, H, W] intensities in [0, 1] -> [N, C, D, H, W] colored by `draw_colors`' labels.
+
+    rgby: channels built from the occupancy O = (V > 0) and V; hue: the sample's hue with
+    S = 1 and value V; none: one channel.
+    """
+    v = volumes.float().clamp(0.0, 1.0)
+    v = torch.where(v < MIN_INTENSITY, torch.zeros_like(v), v)
+    if coloring == "none":
+        return v[:, None]
+    if coloring == "rgby":
+        occ_channel = RGBY_OCCUPANCY.to(v.device)[labels.to(v.device)][:, :, None, None, None]
+        occupancy = (v > 0).float()[:, None]
+        return occ_channel * occupancy + (1.0 - occ_channel) * v[:, None]
+    if coloring == "hue":
+        rgb = _pure_hue(hues.to(v.device).float())[:, :, None, None, None]
+        return rgb * v[:, None]
+    raise ValueError(f"unknown coloring {coloring!r}; use one of {', '.join(COLORINGS)}")
+
+
 def colorize(
     volumes: torch.Tensor, coloring: str, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Give every sample one random color: [N, D, H, W] in [0, 1] -> ([N, C, D, H, W], labels [N]).
 
-    rgby: color uniform from red/yellow/green/blue, channels built from O = (V > 0) and V.
-    hue: color bin uniform from 6 hues, hue uniform within the bin, S = 1, value = V.
-    none: one channel, label 0.
+    rgby: color uniform from red/yellow/green/blue; hue: color bin uniform from 6 hues, hue
+    uniform within the bin; none: one channel, label 0 (`draw_colors`, then `paint`).
     """
-    v = volumes.float().clamp(0.0, 1.0)
-    v = torch.where(v < MIN_INTENSITY, torch.zeros_like(v), v)
-    n = v.shape[0]
-    if coloring == "none":
-        return v[:, None], torch.zeros(n, dtype=torch.int64)
-    if coloring == "rgby":
-        labels = torch.randint(0, 4, (n,), generator=generator)
-        occ_channel = RGBY_OCCUPANCY[labels].to(v.device)[:, :, None, None, None]
-        occupancy = (v > 0).float()[:, None]
-        return occ_channel * occupancy + (1.0 - occ_channel) * v[:, None], labels
-    if coloring == "hue":
-        labels = torch.randint(0, 6, (n,), generator=generator)
-        offset = (torch.rand(n, generator=generator) - 0.5) * (1.0 - 2.0 * HUE_BIN_MARGIN)
-        hue = torch.remainder((labels.float() + offset) / 6.0, 1.0)
-        rgb = _pure_hue(hue).to(v.device)[:, :, None, None, None]
-        return rgb * v[:, None], labels
-    raise ValueError(f"unknown coloring {coloring!r}; use one of {', '.join(COLORINGS)}")
+    labels, hues = draw_colors(volumes.shape[0], coloring, generator)
+    return paint(volumes, coloring, labels, hues), labels
 
 
 def unit_range(x: torch.Tensor) -> torch.Tensor:
@@ -159,21 +182,6 @@ def resample_volume(volumes: torch.Tensor, grid: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- rotations
 
 
-def rotate_z(images: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate 2D images [N, h, w] by `angles` [N] in degrees about their centers (bilinear,
-    zero fill); correct for non-square images too."""
-    n, h, w = images.shape
-    a = torch.deg2rad(angles.float())
-    c, s = torch.cos(a), torch.sin(a)
-    theta = torch.zeros(n, 2, 3)
-    # Rotation in pixel units, expressed in affine_grid's normalized [-1, 1] coordinates.
-    theta[:, 0, 0], theta[:, 0, 1] = c, -s * h / w
-    theta[:, 1, 0], theta[:, 1, 1] = s * w / h, c
-    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
-    out = F.grid_sample(images.float()[:, None], grid, mode="bilinear", align_corners=False)
-    return out[:, 0].clamp(0.0, 1.0)
-
-
 def z_rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
     """[N] angles in degrees -> [N, 3, 3] rotations about the depth axis, in (x=W, y=H, z=D)."""
     a = torch.deg2rad(angles.float())
@@ -202,20 +210,79 @@ def rotate_volumes(volumes: torch.Tensor, matrices: torch.Tensor) -> torch.Tenso
     squeeze = volumes.dim() == 4
     v = volumes.float()[:, None] if squeeze else volumes.float()
     n, c, d, h, w = v.shape
-    half = torch.tensor([w, h, d], dtype=torch.float32) / 2.0
-    theta = torch.zeros(n, 3, 4)
+    half = torch.tensor([w, h, d], dtype=torch.float32, device=v.device) / 2.0
+    theta = torch.zeros(n, 3, 4, device=v.device)
     # Sampling maps output to input voxel offsets: R^-1 = R^T, in normalized coordinates.
-    theta[:, :, :3] = matrices.float().transpose(1, 2) * half[None, None, :] / half[None, :, None]
+    rt = matrices.to(v.device).float().transpose(1, 2)
+    theta[:, :, :3] = rt * half[None, None, :] / half[None, :, None]
     grid = F.affine_grid(theta, [n, c, d, h, w], align_corners=False)
     out = F.grid_sample(v, grid, mode="bilinear", align_corners=False).clamp(0.0, 1.0)
     return out[:, 0] if squeeze else out
 
 
-def rotate_3d(volumes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Uniformly random 3D rotation of each volume ([N, D, H, W] or [N, C, D, H, W])."""
-    return rotate_volumes(volumes, random_rotation_matrices(volumes.shape[0], generator))
-
-
 def random_angles(n: int, generator: torch.Generator) -> torch.Tensor:
     """n angles uniform in [0, 360) degrees."""
     return torch.rand(n, generator=generator) * 360.0
+
+
+def random_rotations(kind: str, n: int, generator: torch.Generator) -> torch.Tensor | None:
+    """n random rotation matrices [n, 3, 3] of a `DataConfig.rotation` kind ("z": about the
+    depth axis, "3d": uniform on SO(3)); None for "none"."""
+    if kind == "none":
+        return None
+    if kind == "z":
+        return z_rotation_matrices(random_angles(n, generator))
+    if kind == "3d":
+        return random_rotation_matrices(n, generator)
+    raise ValueError(f"unknown rotation {kind!r}; use none, z or 3d")
+
+
+# ----------------------------------------------------------------------------- point clouds
+
+# Points per digit: ~4 per lit voxel of a 16^3 extruded digit, so counts read as a density
+# with visible sampling noise, like the Kaggle 3D MNIST voxels.
+POINTS_PER_DIGIT = 2048
+POINT_JITTER = 0.15  # std of the Gaussian noise added to every point, in voxels
+
+
+def sample_points(
+    volumes: torch.Tensor, n_points: int, generator: torch.Generator, jitter: float = POINT_JITTER
+) -> torch.Tensor:
+    """Point clouds [N, P, 3] in voxel coordinates (x=W, y=H, z=D; a voxel spans [i, i + 1))
+    drawn from intensity volumes [N, D, H, W]: voxels with probability proportional to their
+    intensity, uniform within the voxel, plus Gaussian jitter. Random numbers come from the
+    CPU `generator` and move to the volumes' device, so a draw is the same on every device."""
+    n, d, h, w = volumes.shape
+    device = volumes.device
+    mass = volumes.float().clamp(min=0.0).flatten(1)
+    cdf = torch.cumsum(mass, dim=1)
+    total = cdf[:, -1:].clamp(min=1e-12)
+    u = torch.rand(n, n_points, generator=generator).to(device)
+    idx = torch.searchsorted(cdf / total, u).clamp(max=d * h * w - 1)
+    within = torch.rand(n, n_points, 3, generator=generator).to(device)
+    noise = torch.randn(n, n_points, 3, generator=generator).to(device) * jitter
+    x, y, z = idx % w, (idx // w) % h, idx // (w * h)
+    return torch.stack([x, y, z], dim=-1).float() + within + noise
+
+
+def rotate_points(points: torch.Tensor, matrices: torch.Tensor, grid: int) -> torch.Tensor:
+    """Rotate point clouds [N, P, 3] (voxel coordinates) about the grid's center by [N, 3, 3]
+    matrices, the same convention as `rotate_volumes`."""
+    center = grid / 2.0
+    rot = matrices.to(points.device).float()
+    return torch.einsum("nij,npj->npi", rot, points - center) + center
+
+
+def voxelize_points(points: torch.Tensor, grid: int) -> torch.Tensor:
+    """Point clouds [N, P, 3] -> [N, G, G, G] (D, H, W) point counts per voxel, divided by each
+    sample's largest count (densest voxel 1); points outside the grid are dropped."""
+    n = points.shape[0]
+    cell = torch.floor(points).long()
+    inside = ((cell >= 0) & (cell < grid)).all(dim=-1)
+    x, y, z = cell.unbind(dim=-1)
+    flat = ((z * grid + y) * grid + x).clamp(0, grid**3 - 1)
+    flat = flat + torch.arange(n, device=points.device)[:, None] * grid**3
+    counts = torch.zeros(n * grid**3, device=points.device)
+    counts.index_add_(0, flat[inside], torch.ones_like(flat[inside], dtype=torch.float32))
+    counts = counts.view(n, grid, grid, grid)
+    return counts / counts.flatten(1).amax(dim=1).clamp(min=1.0)[:, None, None, None]

@@ -112,6 +112,10 @@ def test_any_grid_from_8() -> None:
         ({"rotation": "x"}, "none, z, 3d"),
         ({"test_fraction": 1.0}, "test_fraction"),
         ({"max_per_digit": -1}, "max_per_digit"),
+        ({"style": "mesh"}, "extruded, pointcloud"),
+        ({"fixed_samples": -3, "rotation": "z"}, "fixed_samples"),
+        ({"fixed_samples": 100}, "only rotated or point-cloud data"),
+        ({"fixed_samples": 100, "rotation": "z", "augment": False}, "augment=true"),
     ],
 )
 def test_bad_config_is_a_one_line_data_error(kwargs: dict, match: str) -> None:
@@ -134,3 +138,99 @@ def test_importing_the_data_package_is_cheap() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+ROTATED = DataConfig(grid=8, max_per_digit=10, rotation="z")
+
+
+def _dominant(x: torch.Tensor, pair: PairData) -> torch.Tensor:
+    from otzoo.data import dominant_color
+
+    assert pair.palette is not None
+    return dominant_color(x, pair.palette)
+
+
+def test_unrotated_extruded_data_have_no_fresh_draws() -> None:
+    assert load_pair("3-5", TINY, seed=0).fresh is None
+    assert (
+        load_pair("3-5", DataConfig(grid=8, max_per_digit=10, rotation="z", augment=False)).fresh
+        is None
+    )
+
+
+@pytest.mark.parametrize("style", ["extruded", "pointcloud"])
+def test_fresh_draws_are_new_every_time_reproducible_and_keep_each_digits_color(style: str) -> None:
+    from otzoo.batches import for_pair
+
+    pair = load_pair("3-5", DataConfig(grid=8, max_per_digit=10, rotation="z", style=style))
+    assert pair.fresh is not None
+    fx, fy = pair.fresh
+    assert len(fx) == len(pair.x_train) == 8 and len(fy) == 8
+    g = torch.Generator().manual_seed(0)
+    a, idx_a = fx.sample(64, g)
+    b, idx_b = fx.sample(64, g)
+    assert a.shape == (64, 3, 8, 8, 8) and a.min() >= -1.0 and a.max() <= 1.0
+    # the same training digit drawn twice comes back with a different rotation ...
+    same = [(i, j) for i in range(64) for j in range(64) if idx_a[i] == idx_b[j]]
+    assert same and all(not torch.equal(a[i], b[j]) for i, j in same)
+    # ... and always with its own color (labels follow the drawn indices)
+    assert torch.equal(_dominant(a, pair), fx.color[idx_a])
+    # the sampler's generator state is all there is: the same state draws the same batch
+    batches = for_pair(pair, 16, seed=3, device=torch.device("cpu"))
+    state = batches.state()
+    first = batches.x()
+    batches.set_state(state)
+    assert torch.equal(batches.x(), first)
+    assert batches.x_all is not None and torch.equal(batches.x_all, pair.x_train)
+
+
+def test_fresh_draws_come_from_the_test_sets_distribution() -> None:
+    """Rendered by the one `render`: fresh draws of the test digits match their fixed rotated
+    copies in brightness and lit share (no train/test shift from two rotation paths)."""
+    ds = load_digit_set(DataConfig(grid=16, max_per_digit=60, rotation="3d"), seed=0)
+    idx = torch.nonzero(ds.is_test).squeeze(1)
+    side = ds.fresh_side(idx)
+    assert side is not None
+    fresh = side.render_at(torch.arange(len(idx)).repeat(4), torch.Generator().manual_seed(1))
+    fixed = ds.volumes[idx]
+
+    def lit(x: torch.Tensor) -> float:
+        return float(((x + 1) / 2).amax(dim=1).gt(0.15).float().mean())
+
+    assert lit(fresh) == pytest.approx(lit(fixed), rel=0.05)
+    assert float((fresh + 1).mean()) == pytest.approx(float((fixed + 1).mean()), rel=0.05)
+
+
+def test_test_sets_stay_fixed_and_disjoint_under_fresh_draws() -> None:
+    a = load_pair("3-5", ROTATED, seed=0)
+    load_digit_set.cache_clear()
+    b = load_pair("3-5", ROTATED, seed=0)
+    assert torch.equal(a.x_test, b.x_test) and torch.equal(a.y_train, b.y_train)
+    ds = load_digit_set(ROTATED, seed=0)
+    test_rows = {tuple(v.flatten().tolist()) for v in ds.volumes[ds.is_test]}
+    assert not any(tuple(v.flatten().tolist()) in test_rows for v in a.x_train)
+
+
+def test_fixed_samples_sets_the_discrete_solvers_sample() -> None:
+    cfg = DataConfig(grid=8, max_per_digit=10, rotation="3d", fixed_samples=50)
+    pair = load_pair("3-5", cfg, seed=0)
+    assert pair.x_train.shape[0] == 50 == pair.y_train.shape[0]
+    assert pair.x_test.shape[0] == 2  # test sets do not change
+    assert set(pair.labels["x_train_digit"].tolist()) == {3}
+    assert torch.equal(_dominant(pair.x_train, pair), pair.labels["x_train_color"])
+    again = load_pair("3-5", cfg, seed=0)
+    assert torch.equal(again.x_train, pair.x_train)
+
+
+def test_pointcloud_digits_keep_the_stroke() -> None:
+    """Point counts on the extruded stroke: the lit voxels mostly overlap the extruded digit's,
+    with values that vary (counts), unlike the flat extrusion."""
+    ext = load_digit_set(DataConfig(max_per_digit=20), seed=0)
+    pc = load_digit_set(DataConfig(max_per_digit=20, style="pointcloud"), seed=0)
+    assert torch.equal(ext.digit, pc.digit) and torch.equal(ext.color, pc.color)
+    lit_e = ((ext.volumes + 1) / 2).amax(dim=1) > 0.15
+    lit_p = ((pc.volumes + 1) / 2).amax(dim=1) > 0.15
+    iou = float((lit_e & lit_p).sum() / (lit_e | lit_p).sum())
+    assert iou > 0.6
+    density = pc.volumes[:, 1:].amin(dim=1)[lit_p]  # rgby's V channels: the count density
+    assert density.std() > 0.1

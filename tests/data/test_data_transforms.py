@@ -9,12 +9,16 @@ from otzoo.data import DataConfig, colorize, dominant_color, load_digit_set, pal
 from otzoo.data.transforms import (
     COLOR_NAMES,
     band,
+    draw_colors,
     extrude,
+    paint,
     random_rotation_matrices,
+    random_rotations,
     resample_volume,
-    rotate_3d,
+    rotate_points,
     rotate_volumes,
-    rotate_z,
+    sample_points,
+    voxelize_points,
     z_rotation_matrices,
 )
 
@@ -52,23 +56,6 @@ def test_resample_volume_shrinks_by_area_and_keeps_size() -> None:
     assert resample_volume(vol, 20).shape == (3, 20, 20, 20)
 
 
-def test_rotate_z_identity_half_turn_and_quarter_turn() -> None:
-    img = torch.rand(4, 12, 12)
-    assert torch.allclose(rotate_z(img, torch.zeros(4)), img, atol=1e-6)
-    assert torch.allclose(rotate_z(img, torch.full((4,), 180.0)), img.flip(1, 2), atol=1e-5)
-    quarter = rotate_z(img, torch.full((4,), 90.0))
-    assert any(torch.allclose(quarter, torch.rot90(img, k, (1, 2)), atol=1e-5) for k in (1, 3))
-
-
-def test_rotate_z_is_a_rotation_in_pixels_on_non_square_images() -> None:
-    img = torch.zeros(1, 21, 41)  # center pixel (10, 20)
-    img[0, 10, 28] = 1.0  # 8 pixels right of the center
-    out = rotate_z(img, torch.tensor([90.0]))[0]
-    row, col = divmod(int(out.argmax()), 41)
-    assert col == 20 and abs(row - 10) == 8
-    assert out.sum().item() == pytest.approx(1.0, abs=1e-5)
-
-
 def test_random_rotations_are_proper_and_uniform() -> None:
     r = random_rotation_matrices(4000, _gen(1))
     eye = torch.eye(3).expand(4000, 3, 3)
@@ -85,16 +72,17 @@ def test_rotate_volumes_about_depth_matches_rot90_and_keeps_depth() -> None:
     assert torch.allclose(rotate_volumes(vol, torch.eye(3).expand(2, 3, 3)), vol, atol=1e-6)
 
 
-def test_rotate_3d_keeps_shape_and_roughly_mass_of_real_digits() -> None:
+def test_3d_rotations_keep_shape_and_roughly_mass_of_real_digits() -> None:
     ds = load_digit_set(DataConfig(grid=16, coloring="none", max_per_digit=3), seed=0)
     vol = (ds.volumes[:, 0] + 1) / 2
-    out = rotate_3d(vol, _gen(2))
+    out = rotate_volumes(vol, random_rotations("3d", len(vol), _gen(2)))
     assert out.shape == vol.shape
     ratio = out.sum(dim=(1, 2, 3)) / vol.sum(dim=(1, 2, 3))
     assert ratio.min() > 0.8 and ratio.max() < 1.15
     assert not torch.allclose(out, vol, atol=0.1)
     colored = torch.rand(4, 3, 8, 8, 8)
-    assert rotate_3d(colored, _gen(2)).shape == colored.shape  # [N, C, D, H, W] also accepted
+    turned = rotate_volumes(colored, random_rotations("3d", 4, _gen(2)))
+    assert turned.shape == colored.shape  # [N, C, D, H, W] also accepted
 
 
 def test_rgby_channels_follow_the_recipe() -> None:
@@ -157,3 +145,55 @@ def test_dominant_color_gives_minus_one_without_a_color() -> None:
     assert dominant_color(one, palette("none")).tolist() == [-1, 0]
     with pytest.raises(ValueError, match="palette"):
         dominant_color(empty, palette("none"))
+
+
+def test_random_rotations_by_kind() -> None:
+    assert random_rotations("none", 5, _gen()) is None
+    z = random_rotations("z", 5, _gen())
+    assert z is not None and torch.allclose(z[:, 2], torch.tensor([0.0, 0.0, 1.0]).expand(5, 3))
+    r = random_rotations("3d", 5, _gen())
+    assert r is not None and r.shape == (5, 3, 3) and r[:, 2, 2].abs().max() < 1.0
+    with pytest.raises(ValueError, match="unknown rotation"):
+        random_rotations("x", 5, _gen())
+
+
+def test_draw_colors_then_paint_is_colorize() -> None:
+    """Color drawn once, painted again on a new rendering: the split that lets a sample keep
+    its color under fresh rotations."""
+    v = 0.1 + 0.9 * torch.rand(10, 4, 4, 4)
+    for coloring in ("rgby", "hue", "none"):
+        out, labels = colorize(v, coloring, _gen(7))
+        drawn, hues = draw_colors(10, coloring, _gen(7))
+        assert torch.equal(labels, drawn)
+        assert torch.equal(paint(v, coloring, drawn, hues), out)
+
+
+def test_points_land_in_the_voxels_they_were_drawn_from() -> None:
+    vol = torch.zeros(2, 8, 8, 8)
+    vol[0, 2, 3, 5] = 1.0  # (d, h, w): point x = 5, y = 3, z = 2
+    vol[1, 6, 1, 0] = 0.25
+    vol[1, 6, 1, 7] = 0.75
+    pts = sample_points(vol, 400, _gen(1), jitter=0.0)
+    assert pts.shape == (2, 400, 3)
+    cells = pts.floor().long()
+    assert (cells[0] == torch.tensor([5, 3, 2])).all()
+    right = (cells[1, :, 0] == 7).float().mean()
+    assert 0.65 < right < 0.85  # drawn in proportion to intensity: 0.75
+    counts = voxelize_points(pts, 8)
+    assert counts.shape == (2, 8, 8, 8) and counts.amax() == 1.0
+    assert counts[0, 2, 3, 5] == 1.0 and counts[0].sum() == 1.0
+    assert counts[1, 6, 1, 7] == 1.0 and 0.25 < counts[1, 6, 1, 0] < 0.5
+    outside = torch.full((1, 3, 3), 20.0)  # beyond the grid: dropped, not clamped to a face
+    assert voxelize_points(outside, 8).sum() == 0.0
+
+
+def test_rotating_points_matches_rotating_volumes() -> None:
+    """One rotation convention for both: a quarter turn of the points voxelises to the
+    quarter-turned volume."""
+    vol = torch.zeros(1, 8, 8, 8)
+    vol[0, 4, 1:3, 5:7] = 1.0  # an off-center block
+    turn = z_rotation_matrices(torch.tensor([90.0]))
+    pts = sample_points(vol, 2000, _gen(2), jitter=0.0)
+    from_points = voxelize_points(rotate_points(pts, turn, 8), 8) > 0
+    from_volume = rotate_volumes(vol, turn) > 0.5
+    assert torch.equal(from_points, from_volume)
