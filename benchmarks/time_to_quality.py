@@ -8,13 +8,14 @@ Training goes through otzoo's one loop (otzoo.loop.run_steps); only time spent i
 
     .venv/bin/python benchmarks/time_to_quality.py --solvers not,otm --seeds 0,1 --pair 3-5 \
         --preset quick --budget-min 10 [--set key=value ...] [--accuracy 0.95] [--color 0.99] \
-        [--keep-going]
+        [--keep-going] [--set rotation=z] [--init-from RUN_DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import torch
 
@@ -25,6 +26,7 @@ from otzoo.evaluate import evaluate_solver
 from otzoo.judge import get_judge
 from otzoo.loop import Diverged, StepInfo, run_steps
 from otzoo.registry import build_solver, get_solver
+from otzoo.runs import load_init
 from otzoo.runtime import resolve_device, seed_everything
 from otzoo.train import amp_dtype
 
@@ -43,6 +45,9 @@ def measure(sid: str, seed: int, a: argparse.Namespace) -> dict[str, float]:
     data = load_pair(run.pair, run.data, seed=run.seed)
     judge = get_judge(run.data, run.seed, device=device, log=print)
     solver = build_solver(run, data, device)
+    if a.init_from:  # a warm start, as `otzoo train --init-from` (transfer)
+        step = load_init(Path(a.init_from), solver)
+        print(f"warm-started from {a.init_from} (its step {step})")
     batches = for_pair(data, run.train.batch_size, seed=run.seed + 1, device=device)
     print(f"\n## {sid}, seed {seed}: judge accuracy {judge.accuracy:.3f}, config {run.to_dict()}")
     print("| train min | step | " + " | ".join(SHOWN) + " |")
@@ -111,6 +116,9 @@ def main() -> None:
     p.add_argument("--steps-cap", action="store_true", help="also stop at the preset's steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=None, help="cpu | cuda | auto (default: the preset's)")
+    p.add_argument(
+        "--init-from", default=None, help="warm start from this run folder (same solver)"
+    )
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     rows = {}

@@ -107,6 +107,11 @@ class RunConfig:
     data: DataConfig
     train: TrainConfig
     solver_config: SolverConfig
+    # Warm start (`--init-from`): the run folder whose final networks this run started from,
+    # and the step of the checkpoint it took them from (set when they are loaded). Recorded so
+    # a reader of config.json knows the run did not start from random weights.
+    init_from: str | None = None
+    init_step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +122,8 @@ class RunConfig:
             "data": dataclasses.asdict(self.data),
             "train": dataclasses.asdict(self.train),
             "solver_config": dataclasses.asdict(self.solver_config),
+            "init_from": self.init_from,
+            "init_step": self.init_step,
         }
 
     @classmethod
@@ -130,6 +137,8 @@ class RunConfig:
                 data=build_dataclass(DataConfig, d["data"]),
                 train=build_dataclass(TrainConfig, d["train"]),
                 solver_config=build_dataclass(solver_cls.Config, d["solver_config"]),
+                init_from=None if d.get("init_from") is None else str(d["init_from"]),
+                init_step=None if d.get("init_step") is None else int(d["init_step"]),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"run config is malformed ({err}); start a new run folder") from err

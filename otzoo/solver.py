@@ -111,6 +111,10 @@ class Solver(ABC):
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.steps_done = 0  # outer steps taken; advanced by otzoo.loop.run_steps only
+        # True when the networks came from another run (`--init-from`): a solver that prepares
+        # fresh networks in its first step (e.g. an identity pre-training at steps_done == 0)
+        # skips that, or it would undo the warm start.
+        self.warm_started = False
 
     # -- the protocol -------------------------------------------------------------------------
     @abstractmethod

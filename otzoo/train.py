@@ -1,9 +1,10 @@
 """`otzoo train`: one solver, one pair, one run folder, driven by the one loop (otzoo.loop).
 
 Everything that can refuse the command (device, output path, the folder's state, data, solver,
-checkpoint) is checked before anything is written; then this module adds what a run needs
-around the loop: TensorBoard scalars and pictures, atomic checkpoints, SIGINT/SIGTERM handled
-at a step boundary, a lock against a second writer, and the final metrics. Under `torchrun`
+checkpoint, the run a warm start loads) is checked before anything is written; then this module
+adds what a run needs around the loop: TensorBoard scalars and pictures, atomic checkpoints,
+SIGINT/SIGTERM handled at a step boundary, a lock against a second writer, and the final
+metrics. Under `torchrun`
 every rank trains on its own batches with gradients averaged (otzoo.distributed); rank 0 writes.
 """
 
@@ -15,7 +16,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from otzoo.registry import build_solver
 from otzoo.runs import (
     CONFIG,
     list_checkpoints,
+    load_init,
     load_latest,
     plan_new,
     read_loss_curves,
@@ -155,8 +157,10 @@ def train(
 ) -> TrainResult:
     """Train `run` into folder `out` (config.json, ckpt/, tb/, metrics.json); with `resume`,
     continue from the folder's newest loadable checkpoint (or from step 0 if it has none).
-    With a `judge` (compare passes its own), the metrics logged every `eval_every` steps
-    include the judged ones (target accuracy, fid)."""
+    With `run.init_from` (a warm start) a run that starts at step 0 takes that run's final
+    networks; a resumed one takes its own checkpoint, never the init again. With a `judge`
+    (compare passes its own), the metrics logged every `eval_every` steps include the judged
+    ones (target accuracy, fid)."""
     out = Path(out)
     device = resolve_device(run.train.device)
     check_out_path(out)
@@ -186,6 +190,8 @@ def train(
         per_rank = ckpt.get("batch_rng_ranks", [ckpt["batch_rng"]])
         batches.set_state(per_rank[rank] if rank < len(per_rank) else per_rank[0])
         set_rng_state(ckpt["rng"])
+    elif run.init_from is not None:  # a new run, or one resumed before its first checkpoint
+        run = replace(run, init_step=load_init(Path(run.init_from), solver))
     # -- every check passed: from here on the run writes ------------------------------------
     ctx = _Context(run, out, solver, data, batches, amp, parallel, judge)
     if not main:
@@ -240,6 +246,8 @@ def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | Non
             "batch_rng": states[0],
             "batch_rng_ranks": states,
             "train_seconds": spent,
+            "x_shape": list(solver.info.x_shape),  # what a warm start (`--init-from`) checks
+            "y_shape": list(solver.info.y_shape),
         }
         save_checkpoint(out, step, payload, keep=cfg.keep_checkpoints)
 
@@ -247,7 +255,9 @@ def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | Non
         if data.kind != "voxel" or writer is None:
             return
         rows = [fixed.cpu(), apply_map(solver, fixed).cpu()]
-        grid = render_grid(rows, ["input", "map"], views=views_for(run.data.rotation))
+        grid = render_grid(
+            rows, ["input", "map"], views=views_for(run.data.rotation, run.data.style)
+        )
         writer.add_image("maps", grid, step, dataformats="HWC")
 
     def log_metrics(step: int) -> dict[str, float]:

@@ -213,7 +213,8 @@ class Amortized(Solver):
 
     def step(self, batches: Batches) -> dict[str, float]:
         c, logs = self.config, {}
-        if self.steps_done == 0 and c.potential == "icnn" and c.pretrain_steps:
+        fresh = self.steps_done == 0 and not self.warm_started  # warm: f is trained already
+        if fresh and c.potential == "icnn" and c.pretrain_steps:
 
             def sample() -> Tensor:  # f is evaluated near x (the map) and near y (x_hat)
                 return torch.cat([batches.x(), batches.y()])

@@ -8,8 +8,8 @@ approximate conjugate). With Y_inv = grad D_conj(y) detached, one loss trains bo
 
 D_conj learns only through the cycle terms. Both potentials are pre-trained to the identity
 map (grad D(x) ~ x on source samples, grad D_conj(y) ~ y on target samples) inside the first
-step (the loop's first, `steps_done == 0`), and re-projected onto their convex set after every
-optimizer step.
+step (the loop's first, `steps_done == 0`; not in a warm-started run, whose potentials come
+trained), and re-projected onto their convex set after every optimizer step.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class W2GN(Solver):
         }
 
     def step(self, batches: Batches) -> dict[str, float]:
-        first = self.steps_done == 0
+        first = self.steps_done == 0 and not self.warm_started  # warm: D is trained already
         logs = self.pretrain(batches) if first and self.config.pretrain_steps else {}
         x, y = batches.x(), batches.y()
         y_inv = potential_gradient(self.D_conj, y, create_graph=True)

@@ -125,6 +125,31 @@ def test_known_map_pairs_train_on_fresh_draws_and_resume_exactly(tmp_path, monke
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.mark.parametrize("style", ["extruded", "pointcloud"])
+def test_rotated_digits_train_on_fresh_rotations_and_resume_exactly(tmp_path, monkeypatch, style):
+    """--rotation z: every batch is a new rotation of random training digits (no batch
+    repeats a volume of the fixed training set), and the augmentation stream is the sampler's
+    checkpointed state: 3 + 3 resumed steps equal 6 straight ones."""
+    from otzoo.batches import BatchSampler
+    from otzoo.data import load_pair
+
+    drawn: list[torch.Tensor] = []
+    real_y = BatchSampler.y
+    monkeypatch.setattr(
+        BatchSampler, "y", lambda self, n=None: drawn.append(real_y(self, n)) or drawn[-1]
+    )
+    a, b = tmp_path / "a", tmp_path / "b"
+    run = tiny_run(3, rotation="z", style=style)
+    train(run, a, show_progress=False)
+    fixed = {tuple(v.flatten().tolist()) for v in load_pair(run.pair, run.data, seed=0).y_train}
+    assert drawn and not any(tuple(v.flatten().tolist()) in fixed for v in drawn[0])
+    train(tiny_run(6, rotation="z", style=style), a, resume=True, show_progress=False)
+    train(tiny_run(6, rotation="z", style=style), b, show_progress=False)
+    sa = load_checkpoint(list_checkpoints(a)[-1])["state"]["modules"]["T"]
+    sb = load_checkpoint(list_checkpoints(b)[-1])["state"]["modules"]["T"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 @pytest.mark.parametrize("solver_id", registry.list_solvers())
 def test_amp_dtype_follows_mode_device_and_the_solvers_amp_safe(solver_id):
     from otzoo.train import amp_dtype
