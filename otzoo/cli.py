@@ -1,5 +1,5 @@
 """The `otzoo` command line: list solvers, look at data, train, render, eval, judge info
-(`compare` and `bench` live in otzoo.cli_compare, the shared options in otzoo.cli_options).
+(`compare`, `suite` and `bench` live in otzoo.cli_compare, the shared options in otzoo.cli_options).
 
 Every user mistake surfaces as one line on stderr and exit status 2 (see `main`), never as a
 traceback, and is detected before anything is written.
@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from otzoo import __version__
-from otzoo.cli_compare import bench_app, compare
+from otzoo.cli_compare import bench_app, compare, suite
 from otzoo.cli_options import (
     DEFAULT_THREADS,
     ColorOpt,
@@ -29,6 +29,7 @@ from otzoo.cli_options import (
     SeedOpt,
     SetOpt,
     SolverOpt,
+    StyleOpt,
     ThreadsOpt,
     data_values,
     table_console,
@@ -44,6 +45,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Look at the data a pair spec selects.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.command()(compare)
+app.command()(suite)
 app.add_typer(bench_app, name="bench")
 
 
@@ -116,6 +118,7 @@ def data_show(
     grid: GridOpt = None,
     coloring: ColorOpt = None,
     rotation: RotOpt = None,
+    style: StyleOpt = None,
     seed: SeedOpt = 0,
     n: Annotated[int, typer.Option("--n", help="Samples per row in the picture.")] = 8,
 ) -> None:
@@ -129,7 +132,7 @@ def data_show(
     from otzoo.viz import save_grid_png, save_scatter_png, views_for
 
     check_out_path(out, "--out", kind="file")
-    cfg = build_dataclass(DataConfig, data_values(data, grid, coloring, rotation))
+    cfg = build_dataclass(DataConfig, data_values(data, grid, coloring, rotation, style))
     pdata = load_pair(pair, cfg, seed=seed)
     vector = pdata.kind == "vector"
     what = (
@@ -160,7 +163,7 @@ def data_show(
             [pdata.x_test[:n], pdata.y_test[:n]],
             out,
             row_labels=[f"source {pdata.spec.source}", f"target {pdata.spec.target}"],
-            views=views_for(cfg.rotation),
+            views=views_for(cfg.rotation, cfg.style),
         )
     Console().print(f"picture: {path}")
 
@@ -173,6 +176,7 @@ def train(
     grid: GridOpt = None,
     coloring: ColorOpt = None,
     rotation: RotOpt = None,
+    style: StyleOpt = None,
     preset: PresetOpt = "quick",
     steps: Annotated[int | None, typer.Option("--steps", help="Outer steps (total).")] = None,
     sets: SetOpt = None,
@@ -184,6 +188,14 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")
     ] = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            help="Warm start: begin from the final networks of this run folder (same solver and "
+            "shapes; data options may differ; fresh optimizer, step 0).",
+        ),
+    ] = None,
     threads: ThreadsOpt = DEFAULT_THREADS,
     quiet: QuietOpt = False,
 ) -> None:
@@ -200,7 +212,8 @@ def train(
         if out is None:
             raise ConfigError("--resume needs --out DIR, the run folder to continue")
         extra = [n for n, v in (("--set", sets), ("--preset", preset != "quick" or None)) if v]
-        extra += [n for n, v in data_values(data, grid, coloring, rotation).items() if v]
+        extra += ["--init-from"] if init_from is not None else []
+        extra += [n for n, v in data_values(data, grid, coloring, rotation, style).items() if v]
         if extra:
             raise ConfigError(
                 f"--resume continues the stored config; drop {', '.join(extra)} "
@@ -213,10 +226,12 @@ def train(
                 "train needs --solver ID and --pair SPEC (e.g. --solver not --pair 3-5)"
             )
         cls = get_solver(solver)
-        values = data_values(data, grid, coloring, rotation)
+        values = data_values(data, grid, coloring, rotation, style)
         values.update(parse_overrides(list(sets or []), cls))
         values.update({k: v for k, v in (("steps", steps), ("device", device)) if v is not None})
         run = resolve(cls, pair, preset, values, seed=seed)
+        if init_from is not None:  # checked (solver, checkpoint, shapes) by train, before writing
+            run = dataclasses.replace(run, init_from=str(init_from.absolute()))
         if out is None:
             name = run.pair.replace(":", "-")
             out = Path("runs") / f"{solver}_{name}_{time.strftime('%Y%m%d-%H%M%S')}"
@@ -228,7 +243,8 @@ def train(
         )
         raise typer.Exit(128 + result.interrupted)  # 130 for Ctrl-C, 143 for SIGTERM
     shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
-    console.print(f"done: {result.steps} steps -> {out}\n{shown}")
+    warm = f" (warm-started from {run.init_from})" if run.init_from else ""
+    console.print(f"done: {result.steps} steps -> {out}{warm}\n{shown}")
 
 
 @app.command()
@@ -262,7 +278,9 @@ def render(
         x = data.x_test[idx]
         tx = apply_map(solver, x)
         rows, labels = [x.cpu(), tx.cpu()], ["input", run.solver]
-        path = save_grid_png(rows, out, row_labels=labels, views=views_for(run.data.rotation))
+        path = save_grid_png(
+            rows, out, row_labels=labels, views=views_for(run.data.rotation, run.data.style)
+        )
     print(f"picture: {path}")
 
 
@@ -333,7 +351,7 @@ def judge_info() -> None:
         console.print(f"no cached judges in {folder}; `otzoo compare` trains one when needed")
         return
     table = Table(title=f"cached judges in {folder}")
-    for col in ("key", "data", "grid", "coloring", "rotation", "per digit", "seed"):
+    for col in ("key", "data", "grid", "coloring", "rotation", "style", "per digit", "seed"):
         table.add_column(col)
     for col in ("test acc", "train s", "created"):
         table.add_column(col, justify="right")
@@ -345,6 +363,7 @@ def judge_info() -> None:
             str(d.get("grid")),
             str(d.get("coloring")),
             str(d.get("rotation")),
+            str(d.get("style", "extruded")),
             str(d.get("max_per_digit") or "all"),
             str(info.get("data_seed")),
             f"{float(info.get('test_accuracy', float('nan'))):.4f}",

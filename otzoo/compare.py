@@ -2,9 +2,10 @@
 the same metrics, reported side by side (report.md, metrics.json/.csv, samples.png, tb/).
 
 Everything a user can get wrong (unknown solver, unknown --set key, runs of different data,
-an output folder that already holds runs) is refused in `plan` before anything is trained or
-written. Training and evaluation run with torch's deterministic algorithms, so the same seed on
-the same machine gives the same metrics.
+an output folder that already holds runs, a warm-start run that does not fit) is refused in
+`plan` and `_check_inits` before anything is trained or written. Training and evaluation run
+with torch's deterministic algorithms, so the same seed on the same machine gives the same
+metrics.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from otzoo.data import PairData, load_pair, parse_pair
 from otzoo.errors import ConfigError, DivergenceError
 from otzoo.evaluate import NAN, evaluate_solver, quality_warnings, reference_rows, wants_judge
 from otzoo.judge import Judge, JudgeConfig, get_judge
-from otzoo.registry import get_solver, parse_solver_list
-from otzoo.runs import load_run, read_config, recorded_train_seconds
+from otzoo.registry import build_solver, get_solver, parse_solver_list
+from otzoo.runs import init_run_config, load_init, load_run, read_config, recorded_train_seconds
 from otzoo.runtime import (
     check_out_path,
     deterministic_kernels,
@@ -50,6 +51,7 @@ class CompareRequest:
     sets: tuple[str, ...] = ()
     seed: int | None = None
     from_runs: tuple[Path, ...] = ()
+    init_from: tuple[Path, ...] = ()  # warm starts: each the run of one solver trained here
     judge: JudgeConfig = JudgeConfig()
     show_progress: bool = True
     n_pictures: int = 5
@@ -58,6 +60,7 @@ class CompareRequest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "from_runs", tuple(Path(p) for p in self.from_runs))
+        object.__setattr__(self, "init_from", tuple(Path(p) for p in self.init_from))
 
 
 @dataclass
@@ -122,6 +125,25 @@ def _check_same(entry: Entry, pair: str, data: Any, seed: int) -> None:
             )
 
 
+def init_runs(dirs: tuple[Path, ...], ids: list[str]) -> dict[str, str]:
+    """The --init-from folders by the solver each was trained with (absolute paths, as the runs'
+    config.json records them): at most one per solver, and only of solvers trained here."""
+    found: dict[str, Path] = {}
+    for d in dirs:
+        sid = init_run_config(d).solver
+        if sid not in ids:
+            raise ConfigError(
+                f"--init-from {d}: a run of solver {sid!r}, which is not among --solvers "
+                f"({', '.join(ids) or 'none'}); add {sid} to --solvers or drop this --init-from"
+            )
+        if sid in found:
+            raise ConfigError(
+                f"--init-from {found[sid]} and {d}: both are runs of {sid!r}; pass one per solver"
+            )
+        found[sid] = d
+    return {sid: str(d.absolute()) for sid, d in found.items()}
+
+
 def _short(cfg: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items())
 
@@ -140,10 +162,14 @@ def plan(req: CompareRequest) -> tuple[list[Entry], str, int]:
     if req.sets and not ids:
         raise ConfigError("--set applies to solvers trained here; add --solvers or drop --set")
     overrides = route_overrides(list(req.sets), ids) if ids else {}
+    inits = init_runs(req.init_from, ids)
     entries = [
         Entry(
             sid,
-            resolve(get_solver(sid), pair, req.preset, {**overrides[sid], **req.values}, seed),
+            replace(
+                resolve(get_solver(sid), pair, req.preset, {**overrides[sid], **req.values}, seed),
+                init_from=inits.get(sid),
+            ),
             req.out / "runs" / sid,
             False,
         )
@@ -180,6 +206,16 @@ def _load_reused(entries: list[Entry]) -> None:
             e.train_seconds = recorded_train_seconds(e.run_dir)
 
 
+def _check_inits(entries: list[Entry], data: PairData) -> None:
+    """Load every warm start into a solver built for this comparison's data, before a judge is
+    trained or anything written: another solver, no checkpoint or other shapes is refused here,
+    not after the solvers before it have trained (train() loads it again for real)."""
+    for e in entries:
+        if not e.reused and e.run.init_from is not None:
+            solver = build_solver(e.run, data, resolve_device(e.run.train.device))
+            load_init(Path(e.run.init_from), solver)
+
+
 def _train_entry(
     entry: Entry, data: PairData, judge: Judge | None, req: CompareRequest, log: Log
 ) -> None:
@@ -208,6 +244,7 @@ def _compare(req: CompareRequest, log: Log) -> CompareResult:
     check_out_path(req.out)
     data = load_pair(pair, entries[0].run.data, seed=seed)
     _load_reused(entries)
+    _check_inits(entries, data)
     device = resolve_device(entries[0].run.train.device)
     judge = None
     if wants_judge(data):

@@ -85,7 +85,7 @@ def _row_metrics(m: dict[str, float]) -> str:
 def picture_title(pair: str, run: RunConfig) -> str:
     d = run.data
     return (
-        f"{pair}: {d.data} {d.grid}^3, {d.coloring}, rotation {d.rotation}  |  "
+        f"{pair}: {d.data} {d.grid}^3, {d.coloring}, rotation {d.rotation}, {d.style}  |  "
         f"{run.preset}, {run.train.steps} steps  |  seed {run.seed}"
     )
 
@@ -103,7 +103,7 @@ def write_outputs(
     if data.kind == "voxel":
         rows, labels = sample_rows(entries, data, req.n_pictures, result.seed, result.rows)
         title = picture_title(result.pair, entries[0].run)
-        views = views_for(entries[0].run.data.rotation)
+        views = views_for(entries[0].run.data.rotation, entries[0].run.data.style)
         save_grid_png(rows, out / "samples.png", labels, title=title, views=views)
         pictures.append("![inputs, each solver's maps of them, real targets](samples.png)\n")
     curves = {e.name: read_loss_curves(_tb_dir(e, req), e.run.solver) for e in entries}
@@ -145,6 +145,8 @@ def render_report(result: CompareResult, entries: list[Entry], pictures: list[st
     parts.append(f"- data: {json.dumps(dataclasses.asdict(data_cfg))}")
     for e in entries:
         how = f"reused from `{e.run_dir}`" if e.reused else f"trained into `{e.run_dir}`"
+        if e.run.init_from:  # a warm start: it did not begin from random weights
+            how += f", warm-started from the final networks of `{e.run.init_from}`"
         parts.append(
             f"- {e.name}: {how}, preset {e.run.preset}, {e.run.train.steps} steps, "
             f"config `{json.dumps(dataclasses.asdict(e.run.solver_config))}`"

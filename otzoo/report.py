@@ -89,17 +89,30 @@ def markdown_table(rows: dict[str, dict[str, float]]) -> str:
     return markdown(["map", *cols], cells)
 
 
+def csv_value(value: Any) -> str:
+    """A CSV cell with full precision: '' for a metric that does not apply, `nan` for one that
+    was not finite, repr for any other number (round-trips exactly)."""
+    return "" if value is None else value if isinstance(value, str) else repr(value)
+
+
+def csv_table(header: list[str], rows: list[list[Any]]) -> str:
+    """CSV text of a header and rows of values (each through csv_value)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([csv_value(v) for v in r] for r in rows)
+    return buf.getvalue()
+
+
 def metrics_csv(rows: dict[str, dict[str, float]], solvers: set[str]) -> str:
     """CSV with full precision: map, kind (solver | reference), one column per metric;
     an empty cell is a metric that does not apply, `nan` one that was not finite."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
     cols = table_columns(rows)
-    writer.writerow(["map", "kind", *cols])
-    for name, r in rows.items():
-        kind = "solver" if name in solvers else "reference"
-        writer.writerow([name, kind, *("" if r.get(c) is None else repr(r[c]) for c in cols)])
-    return buf.getvalue()
+    body = [
+        [name, "solver" if name in solvers else "reference", *(r.get(c) for c in cols)]
+        for name, r in rows.items()
+    ]
+    return csv_table(["map", "kind", *cols], body)
 
 
 def json_safe(rows: Any) -> Any:
