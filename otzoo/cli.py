@@ -351,24 +351,21 @@ def judge_info() -> None:
         console.print(f"no cached judges in {folder}; `otzoo compare` trains one when needed")
         return
     table = Table(title=f"cached judges in {folder}")
-    for col in ("key", "data", "grid", "coloring", "rotation", "style", "per digit", "seed"):
-        table.add_column(col)
-    for col in ("test acc", "train s", "created"):
-        table.add_column(col, justify="right")
+    table.add_column("key", no_wrap=True, min_width=16)  # what `judge` files are named by
+    for col in ("data", "rotation, style", "per digit", "seed", "test acc", "train s"):
+        table.add_column(col, justify="right" if col in ("test acc", "train s") else "left")
+    table.add_column("created", justify="right", no_wrap=True, min_width=16)
     for info in found:
         d = info.get("data", {})
         table.add_row(
             str(info.get("key")),
-            str(d.get("data")),
-            str(d.get("grid")),
-            str(d.get("coloring")),
-            str(d.get("rotation")),
-            str(d.get("style", "extruded")),
+            f"{d.get('data')} {d.get('grid')}^3 {d.get('coloring')}",
+            f"{d.get('rotation')}, {d.get('style', 'extruded')}",
             str(d.get("max_per_digit") or "all"),
             str(info.get("data_seed")),
             f"{float(info.get('test_accuracy', float('nan'))):.4f}",
             str(info.get("train_seconds")),
-            str(info.get("created")),
+            str(info.get("created"))[:16],  # to the minute
         )
     console.print(table)
 
