@@ -27,9 +27,7 @@ from tests.test_compare import TINY_JUDGE
 REFS = ("identity", "real target")
 # The tiny judge of test_compare; rotated cells draw fresh rotations for `fresh_steps` (3000 by
 # default, ~20 s): a few are enough for a judge that only has to exist.
-JUDGE = dataclasses.replace(
-    TINY_JUDGE, **({"fresh_steps": 20} if hasattr(TINY_JUDGE, "fresh_steps") else {})
-)
+JUDGE = dataclasses.replace(TINY_JUDGE, fresh_steps=20)  # rotated cells: 20 fresh steps
 
 
 def quiet(_msg: str) -> None:
@@ -148,7 +146,7 @@ def test_style_goes_through_the_compare_request_and_a_failing_cell_does_not_stop
     tmp_path, monkeypatch
 ):
     """Each cell's style (and rotation) reaches DataConfig through compare's typed values; a
-    cell whose data cannot be made (pointcloud before it exists) is reported, the others run."""
+    cell whose data cannot be made (here: a loader made to fail) is reported, the others run."""
     out = tmp_path / "suite"
     req = tiny_suite(out, rotations=("z",), styles=("pointcloud", "extruded"))
     plans = plan_suite(req)

@@ -2,8 +2,9 @@
 
 Every pair and the judge classifier read the same cached `DigitSet`, so the split is shared by
 construction: a judge trained on `DigitSet` train samples never sees a pair's test samples.
-Randomness comes from independent seeded streams (split, rendering, color, fixed samples), so changing the coloring does not change the split, and the same seed always gives
-identical tensors.
+Randomness comes from independent seeded streams (split, rendering, color, fixed samples), so
+changing the coloring does not change the split, and the same seed always gives identical
+tensors.
 
 Every sample is kept twice: its canonical intensity volume (unrotated, uncolored) with its
 color, and the colored volume rendered from it once with one random rotation (the fixed test
@@ -58,7 +59,7 @@ class DataConfig:
     coloring: str = "rgby"  # "rgby" | "hue" | "none"
     rotation: str = "none"  # "none" | "z" (about the depth axis) | "3d" (uniform on SO(3))
     style: str = "extruded"  # "extruded" (2D digits lifted along depth) | "pointcloud"
-    augment: bool = True  # rotated data: a fresh random rotation at every training draw
+    augment: bool = True  # rotated / point-cloud data: new rotation, points at every draw
     fixed_samples: int = 0  # discrete solvers' fixed sample: 0 = one rotated copy per digit
     test_fraction: float = 0.2  # per digit, round(test_fraction * n) samples are test
     max_per_digit: int = 0  # 0: all samples; > 0: a seeded random subset of that many per digit
