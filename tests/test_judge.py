@@ -87,7 +87,7 @@ def test_key_depends_on_every_setting():
 def test_rotated_data_train_the_judge_on_fresh_rotations(cache, monkeypatch):
     """A rotation-robust judge: every step renders its batch with new rotations (the solvers'
     training distribution), for at least fresh_steps steps; the test split stays fixed."""
-    from otzoo.data.pairs import FreshSide
+    from otzoo.data.render import FreshSide
 
     renders: list[int] = []
     real = FreshSide.render_at

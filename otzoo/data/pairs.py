@@ -24,22 +24,16 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from otzoo.data.render import FreshSide, render
 from otzoo.data.sources import DATA_FORMS, RawDigits, load_source
 from otzoo.data.spec import PairSpec, parse_pair
 from otzoo.data.transforms import (
     COLOR_NAMES,
     COLORINGS,
-    POINTS_PER_DIGIT,
     draw_colors,
     extrude,
-    paint,
     palette,
-    random_rotations,
     resample_volume,
-    rotate_points,
-    rotate_volumes,
-    sample_points,
-    voxelize_points,
 )
 from otzoo.errors import DataError
 from otzoo.runtime import available_memory_bytes
@@ -85,8 +79,7 @@ class DataConfig:
                 f"fixed_samples={self.fixed_samples}: use 0 (one rotated copy of each training "
                 "digit) or > 0"
             )
-        transformed = self.rotation != "none" or self.style == "pointcloud"
-        if self.fixed_samples > 0 and not (self.augment and transformed):
+        if self.fixed_samples > 0 and not self.draws_afresh:
             raise DataError(
                 f"fixed_samples={self.fixed_samples}: only rotated or point-cloud data with "
                 "augment=true are drawn afresh; drop fixed_samples or set --rotation/--style"
@@ -97,6 +90,12 @@ class DataConfig:
             raise DataError(f"max_per_digit={self.max_per_digit!r}: use an integer >= 0")
         if self.max_per_digit < 0:
             raise DataError(f"max_per_digit={self.max_per_digit}: use 0 (all samples) or > 0")
+
+    @property
+    def draws_afresh(self) -> bool:
+        """Whether training draws are rendered afresh: the data have a random transform (a
+        rotation, point clouds) and `augment` is on."""
+        return self.augment and (self.rotation != "none" or self.style == "pointcloud")
 
 
 @dataclass
@@ -116,16 +115,10 @@ class DigitSet:
     def color_names(self) -> list[str]:
         return COLOR_NAMES[self.config.coloring]
 
-    @property
-    def fresh(self) -> bool:
-        """Whether training draws are rendered afresh (a random transform to draw again)."""
-        cfg = self.config
-        return cfg.augment and (cfg.rotation != "none" or cfg.style == "pointcloud")
-
     def fresh_side(self, indices: torch.Tensor) -> FreshSide | None:
         """Fresh draws from the samples at `indices` (None when the data have no random
         transform or `augment` is off: training then reads the fixed volumes)."""
-        if not self.fresh:
+        if not self.config.draws_afresh:
             return None
         return FreshSide(
             self.canonical.index_select(0, indices),
@@ -133,62 +126,6 @@ class DigitSet:
             self.hue.index_select(0, indices),
             self.config,
         )
-
-
-def render(
-    canonical: torch.Tensor,
-    labels: torch.Tensor,
-    hues: torch.Tensor,
-    cfg: DataConfig,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Canonical volumes [n, G, G, G] -> model-facing colored volumes [n, C, G, G, G] in [-1, 1]:
-    a random rotation of `cfg.rotation`'s kind, for point clouds new points (drawn from the
-    intensities, rotated, counted per voxel), then each sample's color. All randomness comes
-    from `generator` (CPU); the work runs where `canonical` lives."""
-    n = canonical.shape[0]
-    matrices = random_rotations(cfg.rotation, n, generator)
-    if cfg.style == "pointcloud":
-        points = sample_points(canonical, POINTS_PER_DIGIT, generator)
-        if matrices is not None:
-            points = rotate_points(points, matrices, cfg.grid)
-        vol = voxelize_points(points, cfg.grid)
-    else:
-        vol = canonical if matrices is None else rotate_volumes(canonical, matrices)
-    return paint(vol, cfg.coloring, labels, hues) * 2.0 - 1.0
-
-
-@dataclass
-class FreshSide:
-    """One side's training samples drawn afresh: a random sample, rendered with a new random
-    transform at every draw, so training sees the continuous rotated distribution instead of
-    one fixed rotated copy per digit. Its randomness is the caller's generator (the batch
-    sampler's, whose state is checkpointed), so resume stays exact."""
-
-    canonical: torch.Tensor  # [n, G, G, G]
-    color: torch.Tensor  # [n]
-    hue: torch.Tensor  # [n]
-    config: DataConfig
-
-    def __len__(self) -> int:
-        return int(self.canonical.shape[0])
-
-    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """n fresh volumes and the indices (into this side) of the samples they show."""
-        idx = torch.randint(len(self), (n,), generator=generator)
-        return self.render_at(idx, generator), idx
-
-    def render_at(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The samples at `idx` (CPU int64), each with a new random transform."""
-        on = idx.to(self.canonical.device)
-        return render(self.canonical[on], self.color[idx], self.hue[idx], self.config, generator)
-
-    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self.sample(n, generator)[0]
-
-    def to(self, device: torch.device) -> FreshSide:
-        """This side with its canonical volumes on `device` (drawn there, no host transfer)."""
-        return FreshSide(self.canonical.to(device), self.color, self.hue, self.config)
 
 
 @dataclass
