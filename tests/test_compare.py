@@ -14,18 +14,11 @@ from otzoo.compare import CompareRequest, compare, plan, route_overrides
 from otzoo.errors import CheckpointError, ConfigError
 from otzoo.judge import JudgeConfig
 from otzoo.report import METRIC_NAMES
-from tests.conftest import run_cli
+from tests.conftest import METRICS_OF_OTHER_MAPS, run_cli
 from tests.test_cli import assert_one_line_error
 
 TINY_JUDGE = JudgeConfig(epochs=1, min_steps=20, batch_size=16, base=4, feature_dim=16)
-DETERMINISTIC_KEYS = set(METRIC_NAMES) - {
-    "diversity",
-    "mse_to_clean",
-    "l2_uvp",
-    "cosine",
-    "nfe",
-    "straightness",
-}
+DETERMINISTIC_KEYS = set(METRIC_NAMES) - METRICS_OF_OTHER_MAPS
 
 
 def quiet(_msg: str) -> None:
