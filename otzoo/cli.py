@@ -1,5 +1,6 @@
-"""The `otzoo` command line: list solvers, look at data, train, render, eval, judge info
-(`compare`, `suite` and `bench` live in otzoo.cli_compare, the shared options in otzoo.cli_options).
+"""The `otzoo` command line: list solvers, train, render, eval (`compare`, `suite` and `bench`
+live in otzoo.cli_compare, `data show` and `judge info` in otzoo.cli_data, the shared options in
+otzoo.cli_options).
 
 Every user mistake surfaces as one line on stderr and exit status 2 (see `main`), never as a
 traceback, and is detected before anything is written.
@@ -17,6 +18,7 @@ import typer
 
 from otzoo import __version__
 from otzoo.cli_compare import bench_app, compare, suite
+from otzoo.cli_data import data_app, judge_app
 from otzoo.cli_options import (
     DEFAULT_THREADS,
     ColorOpt,
@@ -42,8 +44,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Look at the data a pair spec selects.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(judge_app, name="judge")
 app.command()(compare)
 app.command()(suite)
 app.add_typer(bench_app, name="bench")
@@ -108,64 +110,6 @@ def solvers(
     console.print(table)
     for name, why in failed_plugins().items():
         console.print(f"[yellow]plugin {name!r} failed to load: {why}[/yellow]")
-
-
-@data_app.command("show")
-def data_show(
-    pair: Annotated[str, typer.Option("--pair", help="Pair spec, e.g. 3-5.")],
-    out: Annotated[Path, typer.Option("--out", help="PNG file for the sample picture.")],
-    data: DataOpt = None,
-    grid: GridOpt = None,
-    coloring: ColorOpt = None,
-    rotation: RotOpt = None,
-    style: StyleOpt = None,
-    seed: SeedOpt = 0,
-    n: Annotated[int, typer.Option("--n", help="Samples per row in the picture.")] = 8,
-) -> None:
-    """Counts per split and color, and a picture of source and target samples."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from otzoo.config import build_dataclass
-    from otzoo.data import DataConfig, load_pair
-    from otzoo.runtime import check_out_path
-    from otzoo.viz import save_grid_png, save_scatter_png, views_for
-
-    check_out_path(out, "--out", kind="file")
-    cfg = build_dataclass(DataConfig, data_values(data, grid, coloring, rotation, style))
-    pdata = load_pair(pair, cfg, seed=seed)
-    vector = pdata.kind == "vector"
-    what = (
-        f"vectors, dim {pdata.x_shape[0]}"
-        if vector
-        else f"{cfg.data}, grid {cfg.grid}, {cfg.coloring}, rotation {cfg.rotation}"
-    )
-    table = Table(title=f"pair {pdata.spec.raw} ({what})")
-    counts = pdata.counts()
-    columns = sorted({c for split in counts.values() for c in split})
-    table.add_column("split")
-    for c in columns:
-        table.add_column(c, justify="right")
-    for split, per_color in counts.items():
-        table.add_row(split, *(str(per_color.get(c, 0)) for c in columns))
-    Console().print(table)
-    if vector:  # a scatter of the first two coordinates, arrows along the known map
-        path = save_scatter_png(
-            pdata.x_test[:512],
-            pdata.y_test[:512],
-            out,
-            mapped=pdata.extras.get("x_test_true_map", None),
-            title=f"{pdata.spec.raw}: first two coordinates, arrows: true map",
-            arrows=n,
-        )
-    else:
-        path = save_grid_png(
-            [pdata.x_test[:n], pdata.y_test[:n]],
-            out,
-            row_labels=[f"source {pdata.spec.source}", f"target {pdata.spec.target}"],
-            views=views_for(cfg.rotation, cfg.style),
-        )
-    Console().print(f"picture: {path}")
 
 
 @app.command()
@@ -331,43 +275,6 @@ def eval_run(
                 f"--out {out}: could not be written ({err.strerror}); the metrics are printed above"
             ) from None
         console.print(f"metrics: {out}")
-
-
-judge_app = typer.Typer(help="The judge classifiers behind the metrics.", no_args_is_help=True)
-app.add_typer(judge_app, name="judge")
-
-
-@judge_app.command("info")
-def judge_info() -> None:
-    """List cached judges ($OTZOO_CACHE/judges): key, data settings, test accuracy, date."""
-    from rich.table import Table
-
-    from otzoo.judge import cache_dir, list_judges
-
-    folder = cache_dir()
-    found = list_judges(folder)
-    console = table_console()
-    if not found:
-        console.print(f"no cached judges in {folder}; `otzoo compare` trains one when needed")
-        return
-    table = Table(title=f"cached judges in {folder}")
-    table.add_column("key", no_wrap=True, min_width=16)  # what `judge` files are named by
-    for col in ("data", "rotation, style", "per digit", "seed", "test acc", "train s"):
-        table.add_column(col, justify="right" if col in ("test acc", "train s") else "left")
-    table.add_column("created", justify="right", no_wrap=True, min_width=16)
-    for info in found:
-        d = info.get("data", {})
-        table.add_row(
-            str(info.get("key")),
-            f"{d.get('data')} {d.get('grid')}^3 {d.get('coloring')}",
-            f"{d.get('rotation')}, {d.get('style', 'extruded')}",
-            str(d.get("max_per_digit") or "all"),
-            str(info.get("data_seed")),
-            f"{float(info.get('test_accuracy', float('nan'))):.4f}",
-            str(info.get("train_seconds")),
-            str(info.get("created"))[:16],  # to the minute
-        )
-    console.print(table)
 
 
 def _click_error(name: str) -> type[Exception]:
