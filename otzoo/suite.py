@@ -24,7 +24,6 @@ import dataclasses
 import itertools
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -36,9 +35,9 @@ from otzoo.config import config_fields
 from otzoo.errors import ConfigError, OtzooError
 from otzoo.judge import JudgeConfig
 from otzoo.registry import get_solver, parse_solver_list
-from otzoo.report import json_safe
 from otzoo.runs import read_metrics
 from otzoo.runtime import atomic_write_json, check_out_path, torch_threads
+from otzoo.suite_cells import Cell, CellResult, read_cell, write_cell
 from otzoo.suite_jobs import run_in_workers
 from otzoo.suite_outputs import write_leaderboard
 from otzoo.train import LOCK, run_lock
@@ -46,11 +45,8 @@ from otzoo.train import LOCK, run_lock
 Log = Callable[[str], None]
 
 SUITE_FORMAT = "otzoo-suite-1"
-CELL_FORMAT = "otzoo-suite-cell-1"
 SUITE_FILE = "suite.json"
-CELL_FILE = "cell.json"  # a cell's finished comparison, every row (references too) and its judge
 AXES = ("rotation", "style")  # the data variants a suite crosses: DataConfig fields
-_NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -91,34 +87,6 @@ class SuiteRequest:
             "steps": self.steps,
             "judge": dataclasses.asdict(self.judge),
         }
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (pair, rotation, style) of the grid; `name` is its folder under <out>/cells."""
-
-    pair: str
-    rotation: str
-    style: str
-
-    @property
-    def name(self) -> str:
-        raw = f"{self.pair}_{self.rotation}_{self.style}"
-        return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-.") or "cell"
-
-
-@dataclass
-class CellResult:
-    """A cell's rows (solvers in the suite's order, then the reference rows) and its judge."""
-
-    cell: Cell
-    rows: dict[str, dict[str, float]]
-    solver_names: list[str]
-    judge_accuracy: float | None  # None: no judge applies (e.g. vector pairs)
-    judge_key: str | None = None
-    notes: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    read_back: bool = False  # finished by an earlier invocation
 
 
 @dataclass
@@ -210,54 +178,6 @@ def _check_same_suite(path: Path, want: dict[str, Any]) -> None:
             f"--out {path.parent}: holds a suite with other settings ({k}: {have.get(k)!r}, "
             f"asked {want[k]!r}); rerun its own command to resume it, or use another --out"
         )
-
-
-def read_cell(folder: Path, cell: Cell, solvers: list[str]) -> CellResult | None:
-    """A finished cell's record, or None when it is absent, unreadable, of another cell or
-    lacks a solver row (the cell is then run again)."""
-    try:
-        raw = json.loads((folder / CELL_FILE).read_text())
-        same = raw["format"] == CELL_FORMAT and raw["cell"] == dataclasses.asdict(cell)
-        rows = {  # in the recorded order (the JSON object's keys are sorted)
-            str(name): {k: _NAN if v is None else float(v) for k, v in raw["rows"][name].items()}
-            for name in raw["maps"]
-        }
-        acc = raw["judge"]["accuracy"] if raw.get("judge") else None
-        result = CellResult(
-            cell,
-            rows,
-            [str(s) for s in raw["solvers"]],
-            None if acc is None else float(acc),
-            raw["judge"]["key"] if raw.get("judge") else None,
-            {str(k): str(v) for k, v in raw.get("notes", {}).items()},
-            [str(w) for w in raw.get("warnings", [])],
-            read_back=True,
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    if not same or result.solver_names != solvers or not set(solvers) <= set(rows):
-        return None
-    return result
-
-
-def write_cell(folder: Path, result: CellResult) -> None:
-    """cell.json, atomically: its presence means the cell's comparison finished."""
-    judge = (
-        None
-        if result.judge_accuracy is None
-        else {"accuracy": result.judge_accuracy, "key": result.judge_key}
-    )
-    record = {
-        "format": CELL_FORMAT,
-        "cell": dataclasses.asdict(result.cell),
-        "solvers": result.solver_names,
-        "maps": list(result.rows),
-        "rows": json_safe(result.rows),
-        "judge": judge,
-        "notes": result.notes,
-        "warnings": result.warnings,
-    }
-    atomic_write_json(folder / CELL_FILE, record)
 
 
 def _finished_run(run_dir: Path) -> bool:

@@ -42,7 +42,8 @@ from otzoo.report import format_value
 from otzoo.runtime import torch_threads
 
 if TYPE_CHECKING:
-    from otzoo.suite import CellPlan, CellResult
+    from otzoo.suite import CellPlan
+    from otzoo.suite_cells import CellResult
 
 Log = Callable[[str], None]
 RunCell = Callable[["CellPlan", list[str], Log], "CellResult"]

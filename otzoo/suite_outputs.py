@@ -22,7 +22,8 @@ from otzoo.runtime import atomic_write_bytes, atomic_write_json
 from otzoo.viz import save_figure_png
 
 if TYPE_CHECKING:
-    from otzoo.suite import CellResult, SuiteResult
+    from otzoo.suite import SuiteResult
+    from otzoo.suite_cells import CellResult
 
 LEADERBOARD_FORMAT = "otzoo-leaderboard-1"
 
