@@ -13,8 +13,14 @@ with the expectile loss `L(d) = tau d^2 for d >= 0, (1 - tau) d^2 otherwise`: it
 pair (g, gs) towards the binding Kantorovich constraint g(y) + gs(x) <= c(x, y) from below
 without an inner optimisation. Cost: `||x - y||^2` for vectors (the benchmark's scale), the
 per-element mean `||x - y||^2 / D` for voxels (so g starts on the scale of a small network).
-The map is a network that outputs T(x) directly (OTT-JAX's `is_bidirectional=False` form):
-an identity-initialised MLP for vectors, a residual UNet3D for voxels.
+With `map="network"` the map is a network that outputs T(x) directly (OTT-JAX's
+`is_bidirectional=False` form): an identity-initialised MLP for vectors, a residual UNet3D for
+voxels. With `map="gradient"` both networks are potentials in the correlation form the paper
+runs the W2 benchmark with: F(x) = 0.5||x||^2 + f(x), G(y) = 0.5||y||^2 + g(y), cost -<x, y>,
+T(x) = grad F(x), and the same two losses with g's value read as -G. An OT map is the gradient
+of a convex function, so this form searches a much smaller space than a free network.
+`bidirectional` (gradient form only) alternates steps: odd steps swap the two samples and the
+two potentials' roles, so G is also trained as the inverse map's potential (Jacobs & Leger).
 """
 
 from __future__ import annotations
@@ -27,14 +33,15 @@ from torch import Tensor, nn
 
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
-from otzoo.errors import check_value
+from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, ResNet3D, UNet3D
+from otzoo.nets.icnn import potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 
 @dataclass(frozen=True)
 class ENOTConfig(SolverConfig):
-    expectile: float = 0.99  # tau of the expectile loss (paper: 0.99; range [0.9, 1))
+    expectile: float = 0.99  # tau of the expectile loss (paper: 0.99; its W2 runs use 1.0)
     expectile_weight: float = 1.0  # w, the regulariser's weight (paper: 0.3 to 1)
     lr_t: float = 3e-4  # Adam lr of the map T (paper 3e-4)
     lr_g: float = 3e-4  # Adam lr of the potential g (paper 3e-4)
@@ -46,10 +53,18 @@ class ENOTConfig(SolverConfig):
     t_depth: int = 2  # UNet3D levels
     g_base: int = 16  # voxel potential: ResNet3D width
     g_levels: int = 2  # ResNet3D levels
+    map: str = "network"  # "network": T(x) from a network; "gradient": T = grad of a potential
+    bidirectional: bool = False  # gradient form: alternate forward and inverse steps
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_value("expectile", self.expectile, lambda v: 0.5 <= v < 1, "a number in [0.5, 1)")
+        check_value("expectile", self.expectile, lambda v: 0.5 <= v <= 1, "a number in [0.5, 1]")
+        check_value("map", self.map, lambda v: v in ("network", "gradient"), "network or gradient")
+        if self.bidirectional and self.map != "gradient":
+            raise ConfigError(
+                "bidirectional=true needs map=gradient (both directions use a potential's "
+                "gradient); add --set map=gradient or drop bidirectional"
+            )
         check_value("expectile_weight", self.expectile_weight, lambda v: v >= 0, "a number >= 0")
         for key in ("beta1", "beta2"):
             check_value(key, getattr(self, key), lambda v: 0 <= v < 1, "a number in [0, 1)")
@@ -72,6 +87,24 @@ class _VectorMap(nn.Module):
         return self.net(x)
 
 
+class _Brenier(nn.Module):
+    """F(x) = 0.5 ||x||^2 / scale + net(x), so scale * grad F(x) = x + scale * grad net(x): near
+    the identity at init. scale is the cost's (the voxel count for voxels, 1 for vectors)."""
+
+    def __init__(self, net: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.net = net
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        quadratic = 0.5 * x.square().flatten(1).sum(dim=1) / self.scale
+        return self.net(x).reshape(x.shape[0]) + quadratic
+
+
+def _dot(x: Tensor, y: Tensor) -> Tensor:
+    return (x * y).flatten(1).sum(dim=1)
+
+
 class ENOT(Solver):
     summary = "ENOT (Buzun et al. 2024): map + potential, expectile-regularised, no inner loop"
     tags = frozenset({"voxel", "vector", "neural"})
@@ -84,13 +117,16 @@ class ENOT(Solver):
 
     @classmethod
     def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
-        """Vectors (W2 benchmark, 2026-12-02, dim 8, seed 0, UVP %): the paper's lr 3e-4 over
-        10,000 steps 13.1; lr 1e-3 with a cosine decay 10.5 (1 CPU min), over 30,000 steps 7.0
-        (7.5 CPU min; expectile weight 0.3 there: 17.8). The first, cheap setting is the
-        default; otzoo's ENOT is far from the paper's numbers (README)."""
-        if vector_dim(spec) is None or preset == "tiny":
+        """Vectors: the bidirectional gradient form at every preset (W2 benchmark, dim 8, seed
+        0, 10,000 steps, UVP %: network map 10.5, one-way gradient 5.72, bidirectional 1.9;
+        benchmarks/w2_bench.md), with lr 1e-3 and a cosine decay beyond the tiny preset."""
+        if vector_dim(spec) is None:
             return {}
+        form = {"map": "gradient", "bidirectional": True}
+        if preset == "tiny":
+            return form
         return {
+            **form,
             "batch_size": 256,
             "steps": 10000,
             "lr_t": 1e-3,
@@ -101,51 +137,97 @@ class ENOT(Solver):
     def __init__(self, config: ENOTConfig, info: PairInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
         c = config
-        if info.kind == "voxel":
-            self.T = UNet3D(info.x_shape[0], base=c.t_base, depth=c.t_depth, residual=True)
-            self.g = ResNet3D(info.y_shape[0], base=c.g_base, levels=c.g_levels)
-            self.cost_scale = float(info.x_dim)  # per-element mean
+        voxel = info.kind == "voxel"
+        self.cost_scale = float(info.x_dim) if voxel else 1.0  # voxels: per-element mean
+
+        def potential() -> nn.Module:
+            if voxel:
+                return ResNet3D(info.y_shape[0], base=c.g_base, levels=c.g_levels)
+            return MLP(info.y_dim, 1, hidden=c.hidden, activation=c.activation)
+
+        if c.map == "gradient":
+            self.modules = {
+                "f": _Brenier(potential(), self.cost_scale),
+                "g": _Brenier(potential(), self.cost_scale),
+            }
+        elif voxel:
+            self.modules = {
+                "T": UNet3D(info.x_shape[0], base=c.t_base, depth=c.t_depth, residual=True),
+                "g": potential(),
+            }
         else:
-            self.T = _VectorMap(info.x_dim, c.hidden, c.activation)
-            self.g = MLP(info.y_dim, 1, hidden=c.hidden, activation=c.activation)
-            self.cost_scale = 1.0
-        self.T, self.g = self.T.to(device), self.g.to(device)
-        self.modules = {"T": self.T, "g": self.g}
+            self.modules = {"T": _VectorMap(info.x_dim, c.hidden, c.activation), "g": potential()}
+        self.modules = {name: net.to(device) for name, net in self.modules.items()}
+        map_name = "f" if c.map == "gradient" else "T"
         betas = (c.beta1, c.beta2)
         self.optimizers = {
-            "T": torch.optim.Adam(self.T.parameters(), lr=c.lr_t, betas=betas),
-            "g": torch.optim.Adam(self.g.parameters(), lr=c.lr_g, betas=betas),
+            map_name: torch.optim.Adam(self.modules[map_name].parameters(), lr=c.lr_t, betas=betas),
+            "g": torch.optim.Adam(self.modules["g"].parameters(), lr=c.lr_g, betas=betas),
         }
 
     def cost(self, x: Tensor, y: Tensor) -> Tensor:
         """c(x, y) per pair: ||x - y||^2 (vectors) or its per-element mean (voxels)."""
         return (x - y).square().flatten(1).sum(dim=1) / self.cost_scale
 
-    def step(self, batches: Batches) -> dict[str, float]:
+    def _gradient_map(self, potential: nn.Module, x: Tensor, create_graph: bool) -> Tensor:
+        """T(x) = grad F(x), F = 0.5 ||x||^2 / scale + net(x), times the cost's scale."""
+        return self.cost_scale * potential_gradient(potential, x, create_graph=create_graph)
+
+    def _dual_loss(self, g_y: Tensor, g_star: Tensor, c_xy: Tensor) -> tuple[Tensor, ...]:
+        """The potential's loss: minus the dual value plus the expectile regulariser."""
         c = self.config
-        x, y = batches.x(), batches.y()
-        t = self.T(x)
-        tb = t.detach()
-        g_y = self.g(y)
-        g_star = self.cost(x, tb) - self.g(tb)  # the c-transform of g at the map's point
-        c_xy = self.cost(x, y)
         d1 = (g_star - c_xy).detach() + g_y
         d2 = (g_y - c_xy).detach() + g_star
         regulariser = (
             expectile_loss(d1, c.expectile).mean() + expectile_loss(d2, c.expectile).mean()
         )
-        dual = (g_y + g_star).mean()  # the Kantorovich dual value: an estimate of W2^2
-        loss_g = -dual + c.expectile_weight * regulariser
-        self.g.requires_grad_(False)  # T's loss sees g frozen
-        loss_t = (self.cost(x, t) - self.g(t)).mean()
-        self.g.requires_grad_(True)
+        dual = (g_y + g_star).mean()  # the Kantorovich dual value
+        return -dual + c.expectile_weight * regulariser, dual, regulariser
+
+    def _network_losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, ...]:
+        T, g = self.modules["T"], self.modules["g"]
+        t = T(x)
+        tb = t.detach()
+        g_star = self.cost(x, tb) - g(tb)  # the c-transform of g at the map's point
+        loss_g, dual, regulariser = self._dual_loss(g(y), g_star, self.cost(x, y))
+        g.requires_grad_(False)  # T's loss sees g frozen
+        loss_t = (self.cost(x, t) - g(t)).mean()
+        g.requires_grad_(True)
+        return loss_t, loss_g, dual, regulariser
+
+    def _gradient_losses(
+        self, x: Tensor, y: Tensor, mapper: nn.Module, valuer: nn.Module
+    ) -> tuple[Tensor, ...]:
+        """Correlation form: cost -<x, y>, the value potential read as -G (OTT-JAX's
+        use_dot_product); `mapper`'s gradient maps x towards y."""
+        s = self.cost_scale
+        t = self._gradient_map(mapper, x, create_graph=True)
+        tb = t.detach()
+        g_star = valuer(tb) - _dot(x, tb) / s
+        loss_g, dual, regulariser = self._dual_loss(-valuer(y), g_star, -_dot(x, y) / s)
+        valuer.requires_grad_(False)  # the map's loss sees the value potential frozen
+        loss_t = (valuer(t) - _dot(x, t) / s).mean()
+        valuer.requires_grad_(True)
+        return loss_t, loss_g, dual, regulariser
+
+    def step(self, batches: Batches) -> dict[str, float]:
+        c = self.config
+        x, y = batches.x(), batches.y()
+        if c.map == "network":
+            losses = self._network_losses(x, y)
+        elif c.bidirectional and self.steps_done % 2 == 1:  # the inverse direction's turn
+            losses = self._gradient_losses(y, x, self.modules["g"], self.modules["f"])
+        else:
+            losses = self._gradient_losses(x, y, self.modules["f"], self.modules["g"])
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        (loss_g + loss_t).backward()
+        sum(losses[:2]).backward()
         for opt in self.optimizers.values():
             opt.step()
-        logs = torch.stack([loss_t.detach(), loss_g.detach(), dual.detach(), regulariser.detach()])
-        return dict(zip(("loss_t", "loss_g", "dual", "expectile"), logs.tolist(), strict=True))
+        logs = torch.stack([loss.detach() for loss in losses]).tolist()
+        return dict(zip(("loss_t", "loss_g", "dual", "expectile"), logs, strict=True))
 
     def transport(self, x: Tensor, z: Tensor | None = None) -> Tensor:
-        return self.T(x)
+        if self.config.map == "gradient":
+            return self._gradient_map(self.modules["f"], x, create_graph=False)
+        return self.modules["T"](x)

@@ -62,3 +62,84 @@ def test_enot_and_otcfm_report_in_compare_rows(tmp_path):
     rows = compare(req, log=lambda _: None).rows
     assert {"l2_uvp", "cosine"} <= set(rows["enot"])
     assert rows["otcfm"]["nfe"] == 4 * 2 and rows["otcfm"]["straightness"] >= 0
+
+
+def test_enot_bidirectional_needs_the_gradient_form():
+    from otzoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="map=gradient"):
+        get_solver("enot").make_config({"bidirectional": True})
+    with pytest.raises(ConfigError, match="network or gradient"):
+        get_solver("enot").make_config({"map": "icnn"})
+
+
+def test_enot_vectors_default_to_the_bidirectional_gradient_form():
+    """The W2 benchmark's measured best (benchmarks/w2_bench.md) at every preset; voxels keep
+    the network map."""
+    from otzoo.config import resolve
+
+    cls = get_solver("enot")
+    for preset in ("tiny", "quick", "full"):
+        config = resolve(cls, "w2:8", preset).solver_config
+        assert (config.map, config.bidirectional) == ("gradient", True)
+    assert resolve(cls, "3-5", "quick").solver_config.map == "network"
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_enot_bidirectional_steps_alternate_the_roles(bidirectional, monkeypatch):
+    """Odd steps of the bidirectional form map target to source with g's gradient; the one-way
+    form always maps with f."""
+    from otzoo.testing import tiny_problem
+    from tests.conftest import fit, tensor_batches
+
+    cls = get_solver("enot")
+    info, x, y = tiny_problem("vector")
+    config = cls.make_config({"map": "gradient", "bidirectional": bidirectional, "hidden": (8,)})
+    solver = cls(config, info, CPU)
+    mappers: list[str] = []
+    names = {id(m): name for name, m in solver.modules.items()}
+    real = solver._gradient_losses
+
+    def spy(a, b, mapper, valuer):
+        mappers.append(names[id(mapper)])
+        return real(a, b, mapper, valuer)
+
+    monkeypatch.setattr(solver, "_gradient_losses", spy)
+    fit(solver, tensor_batches(x, y, 8), 4)
+    assert mappers == (["f", "g", "f", "g"] if bidirectional else ["f"] * 4)
+
+
+def test_enot_forms_learn_the_gaussian_map():
+    """Both map forms beat the learning test's threshold (the default vector form is tested
+    there); the gradient form's g also maps back: grad G(T(x)) ~ x."""
+    from otzoo.nets.icnn import potential_gradient
+    from tests.conftest import fit, pair_batches
+    from tests.test_learning import INFO, PAIR, THRESHOLD, uvp
+
+    cls = get_solver("enot")
+    for form in ({"map": "network"}, {"map": "gradient", "bidirectional": True}):
+        torch.manual_seed(0)
+        solver = cls(cls.make_config({"hidden": (64, 64), "lr_t": 1e-3, "lr_g": 1e-3, **form}),
+                     INFO, CPU)  # fmt: skip
+        fit(solver, pair_batches(PAIR, 128), 300)
+        assert uvp(solver.transport) < THRESHOLD, form
+    x = PAIR.sample_x(2048, torch.Generator().manual_seed(3))
+    tx = solver.transport(x)
+    back = potential_gradient(solver.modules["g"], tx)
+    assert (back - x).square().sum(1).mean() < 0.2 * (tx - x).square().sum(1).mean()
+
+
+def test_enot_gradient_form_runs_on_voxels():
+    from otzoo.testing import tiny_problem
+    from tests.conftest import fit, tensor_batches
+
+    cls = get_solver("enot")
+    info, x, y = tiny_problem("voxel")
+    config = cls.make_config({"map": "gradient", "bidirectional": True, "g_base": 4,
+                              "g_levels": 1})  # fmt: skip
+    solver = cls(config, info, CPU)
+    losses = fit(solver, tensor_batches(x, y, 4), 3)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    with torch.no_grad():
+        out = solver.transport(x[:2])
+    assert out.shape == x[:2].shape and torch.isfinite(out).all()
