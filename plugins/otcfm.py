@@ -14,6 +14,7 @@ straight paths).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import check_value
 from otzoo.nets import MLP, UNet3D
+from otzoo.nets.common import ema_update
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 ODE_METHODS = {"euler": 1, "midpoint": 2, "rk4": 4}  # velocity evaluations per step
@@ -44,6 +46,7 @@ class OTCFMConfig(SolverConfig):
     activation: str = "silu"  # velocity MLP activation
     v_base: int = 16  # voxel velocity: UNet3D width (time enters as an extra input channel)
     v_depth: int = 2  # UNet3D levels
+    ema: float = 0.0  # >0: transport with an exponential moving average of v (damps swings)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,6 +118,8 @@ class OTCFM(Solver):
             self.v = _VectorVelocity(info.x_dim, c.hidden, c.activation)
         self.v = self.v.to(device)
         self.modules = {"v": self.v}
+        if c.ema > 0:
+            self.modules["v_ema"] = copy.deepcopy(self.v).requires_grad_(False)
         self.optimizers = {"v": torch.optim.Adam(self.v.parameters(), lr=c.lr)}
 
     def step(self, batches: Batches) -> dict[str, float]:
@@ -132,6 +137,8 @@ class OTCFM(Solver):
         self.optimizers["v"].zero_grad(set_to_none=True)
         loss.backward()
         self.optimizers["v"].step()
+        if c.ema > 0:
+            ema_update(self.modules["v_ema"], self.v, c.ema)
         return {"loss": float(loss.detach())}
 
     def _integrate(self, x: Tensor, keep: bool = False) -> tuple[Tensor, list[Tensor]]:
@@ -139,9 +146,10 @@ class OTCFM(Solver):
         c = self.config
         h = 1.0 / c.ode_steps
         used: list[Tensor] = []
+        field = self.modules["v_ema"] if c.ema > 0 else self.v
 
         def v(t: float, y: Tensor) -> Tensor:
-            out = self.v(torch.full((len(y),), t, device=y.device), y)
+            out = field(torch.full((len(y),), t, device=y.device), y)
             if keep:
                 used.append(out)
             return out

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.nets import MLP, ResNet3D, UNet3D
+from otzoo.nets.common import ema_update
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 
@@ -77,14 +78,6 @@ def potential_net(
     if info.kind == "voxel":
         return ResNet3D(info.y_shape[0], base=base, levels=levels, norm=norm)
     return MLP(info.y_dim, 1, hidden=hidden)
-
-
-@torch.no_grad()
-def ema_update(avg: nn.Module, live: nn.Module, decay: float) -> None:
-    """avg <- decay * avg + (1 - decay) * live for parameters; buffers are copied."""
-    torch._foreach_lerp_(list(avg.parameters()), list(live.parameters()), 1.0 - decay)
-    for a, b in zip(avg.buffers(), live.buffers(), strict=True):
-        a.copy_(b)
 
 
 def saddle_vector_presets(spec: PairSpec, preset: str, lr_keys: tuple[str, ...]) -> dict[str, Any]:

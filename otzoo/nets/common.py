@@ -82,3 +82,12 @@ def check_voxels(x: torch.Tensor, channels: int, owner: str) -> None:
             f"{owner} expects voxels of shape [N, {channels}, D, H, W], got {list(x.shape)}; "
             f"check the channel count the network was built with"
         )
+
+
+@torch.no_grad()
+def ema_update(avg: nn.Module, live: nn.Module, decay: float) -> None:
+    """avg <- decay * avg + (1 - decay) * live for parameters; buffers are copied. The map a
+    solver transports with when its `ema` key is > 0 (damps the swings of late training)."""
+    torch._foreach_lerp_(list(avg.parameters()), list(live.parameters()), 1.0 - decay)
+    for a, b in zip(avg.buffers(), live.buffers(), strict=True):
+        a.copy_(b)

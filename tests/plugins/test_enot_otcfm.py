@@ -143,3 +143,28 @@ def test_enot_gradient_form_runs_on_voxels():
     with torch.no_grad():
         out = solver.transport(x[:2])
     assert out.shape == x[:2].shape and torch.isfinite(out).all()
+
+
+def test_otcfm_ema_field_lags_the_live_one_and_transports():
+    import copy
+
+    from otzoo.testing import tiny_problem
+    from tests.conftest import fit, tensor_batches
+
+    cls = get_solver("otcfm")
+    info, x, y = tiny_problem("vector")
+    config = cls.make_config({"ema": 0.5, "hidden": (8,), "ode_steps": 2, "lr": 1e-2})
+    solver = cls(config, info, CPU)
+    start = copy.deepcopy(solver.modules["v_ema"].state_dict())
+    fit(solver, tensor_batches(x, y, 8), 3)
+    ema, live = solver.modules["v_ema"].state_dict(), solver.v.state_dict()
+    assert any(not torch.equal(ema[k], start[k]) for k in ema)  # the average moved ...
+    assert any(not torch.equal(ema[k], live[k]) for k in ema)  # ... and lags the live field
+    with torch.no_grad():
+        out = solver.transport(x[:4])
+        solver.modules["v_ema"].load_state_dict(live)  # transport follows the average
+        assert not torch.equal(solver.transport(x[:4]), out)
+    clone = cls(config, info, CPU)
+    clone.load_state_dict(solver.state_dict())
+    with torch.no_grad():
+        assert torch.equal(clone.transport(x[:4]), solver.transport(x[:4]))

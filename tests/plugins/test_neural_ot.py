@@ -10,11 +10,11 @@ import torch
 
 from otzoo.config import resolve
 from otzoo.evaluate import evaluate
+from otzoo.nets.common import ema_update
 from otzoo.registry import get_solver
 from otzoo.runs import list_checkpoints, load_checkpoint
 from otzoo.solver import PairInfo
 from otzoo.train import train
-from otzoo_plugins.saddle import ema_update
 from tests.conftest import Batches, fit
 
 WEAK = get_solver("not-weak")
