@@ -102,7 +102,7 @@ class OTCFM(Solver):
         # 0.98 at ~1,100 steps; ema 0.99 held 0.97-0.98 over the last 30% (without: 0.90-1.00,
         # fid 12-49), hence the steps and the average
         "quick": {"v_base": 8, "lr": 3e-4, "ode_steps": 8, "ema": 0.99, "steps": 1100},
-        "full": {"v_base": 32, "v_depth": 3, "lr": 2e-4, "ema": 0.999},
+        "full": {"v_base": 32, "v_depth": 3, "lr": 2e-4, "ema": 0.999},  # full: not measured
     }
 
     @classmethod
