@@ -42,11 +42,7 @@ FAST = {
     "otm": ({**SMALL, "t_iters": 3, "lr_t": 3e-3, "lr_psi": 3e-3, "beta1": 0.5}, 200, 128),
     "w2gn": ({**SMALL, "lr": 3e-3, "pretrain_steps": 50}, 150, 128),
     "amortized": ({**SMALL, "h_hidden": (32, 32), "lr": 1e-2, "conj_max_iter": 20}, 150, 128),
-    "enot": (
-        {"hidden": (64, 64), "lr_t": 1e-3, "lr_g": 1e-3, "map": "gradient", "bidirectional": True},
-        300,
-        128,
-    ),
+    "enot": ({"hidden": (64, 64), "lr_t": 1e-3, "lr_g": 1e-3}, 300, 128),
     "otcfm": ({"hidden": (64, 64)}, 300, 256),
     "pot": ({"max_samples": 1024}, 1, 128),
     "pot-sinkhorn": ({"max_samples": 512}, 1, 128),

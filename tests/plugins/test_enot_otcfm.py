@@ -67,22 +67,21 @@ def test_enot_and_otcfm_report_in_compare_rows(tmp_path):
 def test_enot_bidirectional_needs_the_gradient_form():
     from otzoo.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="map=gradient"):
-        get_solver("enot").make_config({"bidirectional": True})
+    with pytest.raises(ConfigError, match="bidirectional=false"):
+        get_solver("enot").make_config({"map": "network"})
     with pytest.raises(ConfigError, match="network or gradient"):
         get_solver("enot").make_config({"map": "icnn"})
 
 
-def test_enot_vectors_default_to_the_bidirectional_gradient_form():
-    """The W2 benchmark's measured best (benchmarks/w2_bench.md) at every preset; voxels keep
-    the network map."""
+def test_enot_defaults_to_the_bidirectional_gradient_form():
+    """The measured best form on both kinds (benchmarks/w2_bench.md, README), at every preset."""
     from otzoo.config import resolve
 
     cls = get_solver("enot")
-    for preset in ("tiny", "quick", "full"):
-        config = resolve(cls, "w2:8", preset).solver_config
-        assert (config.map, config.bidirectional) == ("gradient", True)
-    assert resolve(cls, "3-5", "quick").solver_config.map == "network"
+    for pair in ("w2:8", "3-5"):
+        for preset in ("tiny", "quick", "full"):
+            config = resolve(cls, pair, preset).solver_config
+            assert (config.map, config.bidirectional) == ("gradient", True)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -117,7 +116,7 @@ def test_enot_forms_learn_the_gaussian_map():
     from tests.test_learning import INFO, PAIR, THRESHOLD, uvp
 
     cls = get_solver("enot")
-    for form in ({"map": "network"}, {"map": "gradient", "bidirectional": True}):
+    for form in ({"map": "network", "bidirectional": False}, {}):
         torch.manual_seed(0)
         solver = cls(cls.make_config({"hidden": (64, 64), "lr_t": 1e-3, "lr_g": 1e-3, **form}),
                      INFO, CPU)  # fmt: skip
