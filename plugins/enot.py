@@ -25,6 +25,7 @@ two potentials' roles, so G is also trained as the inverse map's potential (Jaco
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +35,10 @@ from torch import Tensor, nn
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
-from otzoo.nets import MLP, ResNet3D, UNet3D
-from otzoo.nets.icnn import potential_gradient
+from otzoo.nets import MLP, UNet3D
+from otzoo.nets.icnn import QuadraticPlus, potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
+from otzoo_plugins.saddle import potential_net
 
 
 @dataclass(frozen=True)
@@ -85,20 +87,6 @@ class _VectorMap(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
-
-
-class _Brenier(nn.Module):
-    """F(x) = 0.5 ||x||^2 / scale + net(x), so scale * grad F(x) = x + scale * grad net(x): near
-    the identity at init. scale is the cost's (the voxel count for voxels, 1 for vectors)."""
-
-    def __init__(self, net: nn.Module, scale: float) -> None:
-        super().__init__()
-        self.net = net
-        self.scale = scale
-
-    def forward(self, x: Tensor) -> Tensor:
-        quadratic = 0.5 * x.square().flatten(1).sum(dim=1) / self.scale
-        return self.net(x).reshape(x.shape[0]) + quadratic
 
 
 def _dot(x: Tensor, y: Tensor) -> Tensor:
@@ -154,14 +142,14 @@ class ENOT(Solver):
         self.cost_scale = float(info.x_dim) if voxel else 1.0  # voxels: per-element mean
 
         def potential() -> nn.Module:
-            if voxel:
-                return ResNet3D(info.y_shape[0], base=c.g_base, levels=c.g_levels)
-            return MLP(info.y_dim, 1, hidden=c.hidden, activation=c.activation)
+            return potential_net(info, c.g_base, c.g_levels, c.hidden, activation=c.activation)
 
         if c.map == "gradient":
+            # F = 0.5 ||x||^2 / s + net(x), so s grad F(x) = x + s grad net(x)
+            log_scale = -math.log(self.cost_scale)
             self.modules = {
-                "f": _Brenier(potential(), self.cost_scale),
-                "g": _Brenier(potential(), self.cost_scale),
+                name: QuadraticPlus(potential(), log_scale, learn_scale=False)
+                for name in ("f", "g")
             }
         elif voxel:
             self.modules = {

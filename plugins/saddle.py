@@ -72,12 +72,18 @@ def map_net(c: SaddleConfig, info: PairInfo, noise_channels: int = 0) -> nn.Modu
 
 
 def potential_net(
-    info: PairInfo, base: int, levels: int, hidden: tuple[int, ...], norm: str = "group"
+    info: PairInfo,
+    base: int,
+    levels: int,
+    hidden: tuple[int, ...],
+    norm: str = "group",
+    activation: str = "silu",
 ) -> nn.Module:
-    """The potential on target samples: a ResNet3D for voxels, an MLP for vectors."""
+    """The potential on target samples: a ResNet3D for voxels, an MLP (of `activation`) for
+    vectors."""
     if info.kind == "voxel":
         return ResNet3D(info.y_shape[0], base=base, levels=levels, norm=norm)
-    return MLP(info.y_dim, 1, hidden=hidden)
+    return MLP(info.y_dim, 1, hidden=hidden, activation=activation)
 
 
 def saddle_vector_presets(spec: PairSpec, preset: str, lr_keys: tuple[str, ...]) -> dict[str, Any]:

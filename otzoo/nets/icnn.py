@@ -189,14 +189,19 @@ class ConvICNN3D(_ConvexMixin, nn.Module):
 class QuadraticPlus(nn.Module):
     """Non-convex potential f(x) = net(x) + 0.5*exp(a)*||x||^2 (Amos 2023): wraps any scalar net.
 
-    The learnable quadratic keeps grad f close to a scaled identity while `net` is free; `net`
-    may return [N] or [N, 1]; ||x||^2 sums over every non-batch axis (vectors and voxels).
+    The quadratic keeps grad f close to a scaled identity while `net` is free; `net` may return
+    [N] or [N, 1]; ||x||^2 sums over every non-batch axis (vectors and voxels). `a` is learned
+    (amortized conjugates) or, with `learn_scale=False`, fixed (ENOT's Brenier potentials).
     """
 
-    def __init__(self, net: nn.Module, log_scale_init: float = 0.0):
+    def __init__(self, net: nn.Module, log_scale_init: float = 0.0, learn_scale: bool = True):
         super().__init__()
         self.net = net
-        self.log_scale = nn.Parameter(torch.tensor(float(log_scale_init)))
+        log_scale = torch.tensor(float(log_scale_init))
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.net(x).reshape(x.shape[0], -1)

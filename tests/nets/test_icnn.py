@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -218,6 +220,17 @@ def test_quadratic_plus_vectors_and_voxels():
     conv = ConvICNN3D(2, base=2, levels=1)
     vox = torch.randn(3, 2, 4, 4, 4, generator=_gen(13))
     assert QuadraticPlus(conv)(vox).shape == (3,)
+
+
+def test_quadratic_plus_fixed_scale_is_saved_but_not_trained():
+    """learn_scale=False (ENOT's potentials): the scale stays what it was set to, is not among
+    the parameters an optimizer sees, and travels with the state dict."""
+    net = nn.Linear(3, 1)
+    f = QuadraticPlus(net, log_scale_init=-math.log(8.0), learn_scale=False)
+    x = torch.randn(4, 3, generator=_gen(14))
+    torch.testing.assert_close(f(x), net(x)[:, 0] + 0.5 * (x**2).sum(1) / 8.0)
+    assert [id(p) for p in f.parameters()] == [id(p) for p in net.parameters()]
+    assert "log_scale" in f.state_dict()
 
 
 def test_quadratic_plus_rejects_vector_output():
