@@ -40,6 +40,7 @@ class OTCFMConfig(SolverConfig):
     lr: float = 1e-3  # Adam lr of the velocity field
     sigma: float = 0.0  # std of the noise around the straight paths
     coupling: str = "ot"  # ot (minibatch exact OT, OT-CFM) | independent (plain CFM)
+    ot_batch: int = 0  # draws per side in the OT plan; 0: the batch (larger: pairs subsampled)
     ode_method: str = "midpoint"  # euler | midpoint | rk4 (fixed steps)
     ode_steps: int = 16  # integration steps of transport
     hidden: tuple[int, ...] = (256, 256, 256)  # velocity MLP widths for vectors
@@ -47,6 +48,7 @@ class OTCFMConfig(SolverConfig):
     v_base: int = 16  # voxel velocity: UNet3D width (time enters as an extra input channel)
     v_depth: int = 2  # UNet3D levels
     ema: float = 0.0  # >0: transport with an exponential moving average of v (damps swings)
+    time_film: int = 0  # voxels, >0: a time embedding of this width scales/shifts every UNet stage
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +58,8 @@ class OTCFMConfig(SolverConfig):
             "ode_method", self.ode_method, lambda v: v in ODE_METHODS, " | ".join(ODE_METHODS)
         )
         check_value("ode_steps", self.ode_steps, lambda v: v >= 1, "an integer >= 1")
+        check_value("ot_batch", self.ot_batch, lambda v: v >= 0, "an integer >= 0")
+        check_value("time_film", self.time_film, lambda v: v >= 0, "an integer >= 0")
 
 
 class _VectorVelocity(nn.Module):
@@ -70,15 +74,32 @@ class _VectorVelocity(nn.Module):
 
 
 class _VoxelVelocity(nn.Module):
-    """v(t, x) = UNet3D(x, t broadcast as one extra channel)."""
+    """v(t, x) = UNet3D(x, t broadcast as one extra channel); with `film` > 0 also a learned
+    embedding of t's Fourier features that scales and shifts every UNet stage."""
 
-    def __init__(self, channels: int, base: int, depth: int) -> None:
+    FREQUENCIES = 8  # sin/cos of pi * 2^k t, k < 8: resolves t to ~1/256 of the path
+
+    def __init__(self, channels: int, base: int, depth: int, film: int = 0) -> None:
         super().__init__()
-        self.net = UNet3D(channels, base=base, depth=depth, noise_channels=1, residual=False)
+        self.net = UNet3D(
+            channels, base=base, depth=depth, noise_channels=1, residual=False, cond_dim=film
+        )
+        self.embed = (
+            nn.Sequential(nn.Linear(2 * self.FREQUENCIES, film), nn.SiLU(), nn.Linear(film, film))
+            if film
+            else None
+        )
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
-        tt = t.view(-1, 1, 1, 1, 1).to(x.dtype).expand(x.shape[0], 1, *x.shape[2:])
-        return self.net(x, tt)
+        t = t.to(x.dtype)
+        tt = t.view(-1, 1, 1, 1, 1).expand(x.shape[0], 1, *x.shape[2:])
+        return self.net(x, tt, None if self.embed is None else self.film_input(t))
+
+    def film_input(self, t: Tensor) -> Tensor:
+        """The time embedding [N, film] that every UNet stage is scaled and shifted by."""
+        assert self.embed is not None, "built with film=0"
+        angles = t[:, None] * (torch.pi * 2.0 ** torch.arange(self.FREQUENCIES, device=t.device))
+        return self.embed(torch.cat([angles.sin(), angles.cos()], dim=1))
 
 
 def ot_pairs(x0: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,7 +138,7 @@ class OTCFM(Solver):
         super().__init__(config, info, device)
         c = config
         if info.kind == "voxel":
-            self.v: nn.Module = _VoxelVelocity(info.x_shape[0], c.v_base, c.v_depth)
+            self.v: nn.Module = _VoxelVelocity(info.x_shape[0], c.v_base, c.v_depth, c.time_film)
         else:
             self.v = _VectorVelocity(info.x_dim, c.hidden, c.activation)
         self.v = self.v.to(device)
@@ -128,9 +149,12 @@ class OTCFM(Solver):
 
     def step(self, batches: Batches) -> dict[str, float]:
         c = self.config
-        x0, x1 = batches.x(), batches.y()
+        n = max(c.ot_batch, batches.batch_size) if c.coupling == "ot" else batches.batch_size
+        x0, x1 = batches.x(n), batches.y(n)
         if c.coupling == "ot":
             i, j = ot_pairs(x0, x1)
+            # draws are random, so the first batch_size pairs of a larger plan are a random subset
+            i, j = i[: batches.batch_size], j[: batches.batch_size]
             x0, x1 = x0[i.to(x0.device)], x1[j.to(x1.device)]
         t = torch.rand(len(x0), device=x0.device)
         tb = t.view(-1, *([1] * (x0.dim() - 1)))

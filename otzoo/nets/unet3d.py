@@ -4,10 +4,15 @@ Each level halves the grid with a stride-2 conv and doubles the channels (base *
 the way up is trilinear upsampling to the skip's exact size, concatenation with the skip, and
 two convs. Odd grid sizes therefore work too. With `residual=True` the output is
 x + head(features) and the head starts at zero, so T is exactly the identity at init, which is
-where an OT map for a small displacement should start.
+where an OT map for a small displacement should start. With `cond_dim > 0` a vector
+cond [N, cond_dim] (e.g. a flow's time embedding) scales and shifts every stage's features
+(FiLM: h * (1 + scale) + shift, zero at init), so the condition reaches every level instead
+of entering once as an input channel that the first GroupNorm mostly centres away.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +57,7 @@ class UNet3D(nn.Module):
         norm: str = "group",
         activation: str = "silu",
         clamp: tuple[float, float] | None = None,
+        cond_dim: int = 0,
     ) -> None:
         super().__init__()
         if clamp is not None and not clamp[0] < clamp[1]:
@@ -69,6 +75,8 @@ class UNet3D(nn.Module):
             )
         check_norm(norm)
         make_activation(activation)  # fail here, not at the first forward
+        if isinstance(cond_dim, bool) or not isinstance(cond_dim, int) or cond_dim < 0:
+            raise NetConfigError(f"cond_dim must be an int >= 0, got {cond_dim!r}")
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -76,6 +84,7 @@ class UNet3D(nn.Module):
         self.depth = depth
         self.residual = residual
         self.clamp = clamp
+        self.cond_dim = cond_dim
 
         widths = [base * 2**level for level in range(depth + 1)]
         self.stem = nn.Sequential(
@@ -98,13 +107,23 @@ class UNet3D(nn.Module):
             for level in range(depth)
         )
         self.head = nn.Conv3d(widths[0], out_channels, kernel_size=1)
+        # one (scale, shift) pair per stage, in forward's order: stem, downs, ups (deepest first)
+        stages = [widths[0], *widths[1:], *reversed(widths[:-1])] if cond_dim else []
+        self.films = nn.ModuleList(nn.Linear(cond_dim, 2 * w) for w in stages)
+        for film in self.films:
+            nn.init.zeros_(film.weight)
+            nn.init.zeros_(film.bias)
         if residual:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """Map x (and, for a stochastic map, noise z [N, noise_channels, D, H, W]) to T(x[, z])."""
+    def forward(
+        self, x: torch.Tensor, z: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Map x (and, for a stochastic map, noise z [N, noise_channels, D, H, W]; for a
+        conditioned one, cond [N, cond_dim]) to T(x[, z][, cond])."""
         check_voxels(x, self.in_channels, "UNet3D")
+        films = iter(self._films(x, cond))
         grid = tuple(x.shape[2:])
         deepest = max_depth(grid)
         if self.depth > deepest:
@@ -123,19 +142,44 @@ class UNet3D(nn.Module):
         else:
             h = x
 
-        h = self.stem(h)
+        h = next(films)(self.stem(h))
         skips = [h]
         for down in self.downs:
-            h = down(h)
+            h = next(films)(down(h))
             skips.append(h)
         skips.pop()  # the deepest features are h itself
         for level in reversed(range(self.depth)):
             skip = skips[level]
             h = F.interpolate(h, size=skip.shape[2:], mode="trilinear", align_corners=False)
-            h = self.ups[level](torch.cat([h, skip], dim=1))
+            h = next(films)(self.ups[level](torch.cat([h, skip], dim=1)))
         out = self.head(h)
         out = x + out if self.residual else out
         return out if self.clamp is None else out.clamp(*self.clamp)
+
+    def _films(
+        self, x: torch.Tensor, cond: torch.Tensor | None
+    ) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """One feature transform per stage: FiLM from cond, or the identity without cond_dim."""
+        if not self.cond_dim:
+            if cond is not None:
+                raise NetConfigError(
+                    "UNet3D got cond but was built with cond_dim=0; drop cond or build it "
+                    "with cond_dim > 0"
+                )
+            return [lambda h: h] * (1 + 2 * self.depth)
+        if cond is None or list(cond.shape) != [x.shape[0], self.cond_dim]:
+            got = None if cond is None else list(cond.shape)
+            raise NetConfigError(
+                f"UNet3D was built with cond_dim={self.cond_dim} and needs cond of shape "
+                f"{[x.shape[0], self.cond_dim]}, got {got}"
+            )
+        cond = cond.to(dtype=x.dtype)
+
+        def film(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+            scale, shift = layer(cond)[:, :, None, None, None].chunk(2, dim=1)
+            return lambda h: h * (1 + scale) + shift
+
+        return [film(layer) for layer in self.films]
 
     def _check_noise(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """The noise must be given and match x's batch and grid."""

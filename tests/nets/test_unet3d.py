@@ -174,3 +174,36 @@ def test_clamp_keeps_outputs_in_range_and_passes_gradients_inside():
     assert torch.equal(y[inside], raw[inside]) and not bool(inside.all())
     with pytest.raises(ConfigError, match="low < high"):
         UNet3D(3, clamp=(1.0, -1.0))
+
+
+def test_cond_films_start_as_the_identity_and_then_every_stage_listens():
+    """FiLM starts at zero, so a conditioned net equals its unconditioned twin at init; once
+    its layers are non-zero the output depends on cond, and every film layer gets a gradient."""
+    torch.manual_seed(0)
+    net = UNet3D(3, base=4, depth=2, residual=False, cond_dim=5)
+    plain = UNet3D(3, base=4, depth=2, residual=False)
+    plain.load_state_dict(net.state_dict(), strict=False)
+    x, c1, c2 = _voxels(2, 3, 8), torch.randn(2, 5), torch.randn(2, 5)
+    assert len(net.films) == 1 + 2 * 2
+    assert torch.equal(net(x, cond=c1), plain(x))
+    with torch.no_grad():
+        for film in net.films:
+            film.weight.normal_(std=0.3)
+    assert (net(x, cond=c1) - net(x, cond=c2)).abs().max() > 1e-3
+    net(x, cond=c1).square().mean().backward()
+    for i, film in enumerate(net.films):
+        assert film.weight.grad.abs().sum() > 0, i
+
+
+def test_cond_required_forbidden_and_checked():
+    x = _voxels(2, 3, 8)
+    conditioned = UNet3D(3, base=4, depth=1, cond_dim=4)
+    with pytest.raises(ValueError, match=r"needs cond of shape \[2, 4\], got None"):
+        conditioned(x)
+    with pytest.raises(ValueError, match=r"got \[2, 3\]"):
+        conditioned(x, cond=torch.randn(2, 3))
+    with pytest.raises(ValueError, match="cond_dim=0"):
+        UNet3D(3, base=4, depth=1)(x, cond=torch.randn(2, 4))
+    for bad in (-1, 2.0, True):
+        with pytest.raises(ConfigError, match="cond_dim"):
+            UNet3D(3, cond_dim=bad)

@@ -167,3 +167,60 @@ def test_otcfm_ema_field_lags_the_live_one_and_transports():
     clone.load_state_dict(solver.state_dict())
     with torch.no_grad():
         assert torch.equal(clone.transport(x[:4]), solver.transport(x[:4]))
+
+
+@pytest.mark.parametrize("ot_batch", [0, 64])
+def test_otcfm_ot_batch_plans_over_a_larger_draw_and_regresses_on_a_batch(ot_batch, monkeypatch):
+    """Targets are shifted copies of the sources, drawn in another order. A plan over all 64
+    draws pairs every source with its own copy (regression targets = the shift); a plan over
+    8 draws per side mostly cannot. Either way the step regresses on batch_size pairs."""
+    import torch.nn.functional as F
+
+    from otzoo.batches import from_draws
+
+    g = torch.Generator().manual_seed(0)
+    pool = torch.randn(64, 3, generator=g)
+    order = torch.randperm(64, generator=g)
+    batches = from_draws(lambda n, _: pool[:n], lambda n, _: (pool[order] + 0.01)[:n], 8, 0)
+    batches.x_all, batches.y_all = pool, pool + 0.01
+    seen: list[torch.Tensor] = []
+
+    def spy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        seen.append(target.detach())
+        return ((pred - target) ** 2).mean()
+
+    monkeypatch.setattr(F, "mse_loss", spy)
+    cls = get_solver("otcfm")
+    config = cls.make_config({"ot_batch": ot_batch, "hidden": (8,)})
+    solver = cls(config, PairInfo("vector", (3,), (3,)), CPU)
+    solver.step(batches)
+    assert seen[0].shape == (8, 3)
+    partnered = torch.allclose(seen[0], torch.full((8, 3), 0.01), atol=1e-6)
+    assert partnered == (ot_batch == 64)
+
+
+def test_otcfm_time_film_trains_every_stage_and_checks_its_width():
+    """With time_film the voxel field feeds a time embedding to every UNet stage: the films
+    start at zero, a few steps move each of them, and the field then depends on t through
+    them alone (t's input channel held fixed, two t's through the embedding)."""
+    from otzoo.errors import ConfigError
+    from otzoo.testing import tiny_problem
+    from tests.conftest import fit, tensor_batches
+
+    cls = get_solver("otcfm")
+    with pytest.raises(ConfigError, match="time_film"):
+        cls.make_config({"time_film": -1})
+    info, x, y = tiny_problem("voxel")
+    config = cls.make_config({"time_film": 8, "v_base": 4, "v_depth": 1, "ode_steps": 2})
+    solver = cls(config, info, CPU)
+    films = solver.v.net.films
+    assert len(films) == 3 and all(not f.weight.any() for f in films)
+    fit(solver, tensor_batches(x, y, 4), 3)
+    assert all(f.weight.abs().sum() > 0 for f in films)
+    with torch.no_grad():
+        out = solver.transport(x[:2])
+        channel = torch.full((2, 1, *x.shape[2:]), 0.5)  # t's input channel held at 0.5
+        film0, film1 = (solver.v.film_input(torch.full((2,), t)) for t in (0.0, 1.0))
+        v0, v1 = solver.v.net(x[:2], channel, film0), solver.v.net(x[:2], channel, film1)
+    assert out.shape == x[:2].shape and torch.isfinite(out).all()
+    assert (v0 - v1).abs().max() > 1e-4
