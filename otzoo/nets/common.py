@@ -44,11 +44,20 @@ def check_norm(norm: str) -> None:
         )
 
 
+def _check_ints(values: dict[str, int], minimum: int, wanted: str) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise NetConfigError(f"{name} must be {wanted}, got {value!r}")
+
+
 def check_positive(**values: int) -> None:
     """Raise on any argument that is not a positive int (names the argument)."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise NetConfigError(f"{name} must be a positive int, got {value!r}")
+    _check_ints(values, 1, "a positive int")
+
+
+def check_count(**values: int) -> None:
+    """Raise on any argument that is not an int >= 0 (an optional width: 0 means none)."""
+    _check_ints(values, 0, "an int >= 0")
 
 
 def group_count(channels: int, max_groups: int = 8) -> int:

@@ -20,6 +20,7 @@ from torch import nn
 
 from otzoo.nets.common import (
     NetConfigError,
+    check_count,
     check_norm,
     check_positive,
     check_voxels,
@@ -64,10 +65,7 @@ class UNet3D(nn.Module):
             raise NetConfigError(f"clamp {clamp}: expected (low, high) with low < high")
         out_channels = in_channels if out_channels is None else out_channels
         check_positive(in_channels=in_channels, out_channels=out_channels, base=base, depth=depth)
-        if isinstance(noise_channels, bool) or not isinstance(noise_channels, int):
-            raise NetConfigError(f"noise_channels must be an int >= 0, got {noise_channels!r}")
-        if noise_channels < 0:
-            raise NetConfigError(f"noise_channels must be >= 0, got {noise_channels}")
+        check_count(noise_channels=noise_channels, cond_dim=cond_dim)
         if residual and out_channels != in_channels:
             raise NetConfigError(
                 f"residual UNet3D needs out_channels == in_channels (got {out_channels} and "
@@ -75,8 +73,6 @@ class UNet3D(nn.Module):
             )
         check_norm(norm)
         make_activation(activation)  # fail here, not at the first forward
-        if isinstance(cond_dim, bool) or not isinstance(cond_dim, int) or cond_dim < 0:
-            raise NetConfigError(f"cond_dim must be an int >= 0, got {cond_dim!r}")
 
         self.in_channels = in_channels
         self.out_channels = out_channels
