@@ -57,6 +57,13 @@ class Batches(Protocol):
 
     def y(self, n: int | None = None) -> torch.Tensor: ...
 
+    def state(self) -> torch.Tensor:
+        """The draw generator's state (checkpointed by the trainer; a solver that keeps draws
+        across steps saves it to re-draw them after a resume)."""
+        ...
+
+    def set_state(self, state: torch.Tensor) -> None: ...
+
 
 @dataclass(frozen=True)
 class SolverConfig:

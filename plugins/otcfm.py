@@ -40,7 +40,7 @@ class OTCFMConfig(SolverConfig):
     lr: float = 1e-3  # Adam lr of the velocity field
     sigma: float = 0.0  # std of the noise around the straight paths
     coupling: str = "ot"  # ot (minibatch exact OT, OT-CFM) | independent (plain CFM)
-    ot_batch: int = 0  # draws per side in the OT plan; 0: the batch (larger: pairs subsampled)
+    ot_batch: int = 0  # draws per side in one OT plan; 0: the batch (larger: used over steps)
     ode_method: str = "midpoint"  # euler | midpoint | rk4 (fixed steps)
     ode_steps: int = 16  # integration steps of transport
     hidden: tuple[int, ...] = (256, 256, 256)  # velocity MLP widths for vectors
@@ -104,12 +104,18 @@ class _VoxelVelocity(nn.Module):
 
 def ot_pairs(x0: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
     """Pairs (i, j) from the exact OT plan between the two batches (uniform weights, squared
-    Euclidean cost): every source i once, its partner j drawn from its row of the plan (torch's
-    global RNG). For batches of equal size the plan is a permutation and the pairing exact."""
-    a, b = x0.detach().flatten(1).double().cpu(), x1.detach().flatten(1).double().cpu()
-    cost = torch.cdist(a, b).square().numpy()
-    plan = torch.from_numpy(ot.emd(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), cost))
-    j = torch.multinomial(plan / plan.sum(dim=1, keepdim=True), 1).squeeze(1)
+    Euclidean cost): every source i once. For batches of equal size the plan is a permutation
+    and j its column per row (no random draw, so a re-drawn plan is the same plan); otherwise j
+    is drawn from i's row of the plan (torch's global RNG). The cost is a float32 product on
+    the batches' device (5x faster than a float64 cdist at 1,024 voxel draws on one core)."""
+    a, b = x0.detach().flatten(1).float(), x1.detach().flatten(1).float()
+    cost = (a.square().sum(1)[:, None] + b.square().sum(1)[None] - 2 * a @ b.T).clamp_min(0)
+    weights = [np.full(n, 1 / n) for n in (len(a), len(b))]
+    plan = torch.from_numpy(ot.emd(*weights, cost.double().cpu().numpy()))
+    if len(a) == len(b):
+        j = plan.argmax(dim=1)
+    else:
+        j = torch.multinomial(plan / plan.sum(dim=1, keepdim=True), 1).squeeze(1)
     return torch.arange(len(a)), j
 
 
@@ -154,16 +160,13 @@ class OTCFM(Solver):
         if c.ema > 0:
             self.modules["v_ema"] = copy.deepcopy(self.v).requires_grad_(False)
         self.optimizers = {"v": torch.optim.Adam(self.v.parameters(), lr=c.lr)}
+        self._plan: tuple[Tensor, Tensor] | None = None  # paired draws of the current plan
+        self._plan_state: Tensor | None = None  # the batch state its draws started from
+        self._plan_used = 0  # its pairs used so far
 
     def step(self, batches: Batches) -> dict[str, float]:
         c = self.config
-        n = max(c.ot_batch, batches.batch_size) if c.coupling == "ot" else batches.batch_size
-        x0, x1 = batches.x(n), batches.y(n)
-        if c.coupling == "ot":
-            i, j = ot_pairs(x0, x1)
-            # draws are random, so the first batch_size pairs of a larger plan are a random subset
-            i, j = i[: batches.batch_size], j[: batches.batch_size]
-            x0, x1 = x0[i.to(x0.device)], x1[j.to(x1.device)]
+        x0, x1 = self._pairs(batches)
         t = torch.rand(len(x0), device=x0.device)
         tb = t.view(-1, *([1] * (x0.dim() - 1)))
         xt = (1 - tb) * x0 + tb * x1
@@ -176,6 +179,36 @@ class OTCFM(Solver):
         if c.ema > 0:
             ema_update(self.modules["v_ema"], self.v, c.ema)
         return {"loss": float(loss.detach())}
+
+    def _pairs(self, batches: Batches) -> tuple[Tensor, Tensor]:
+        """This step's (x0, x1) pairs. With ot_batch above the batch size, one plan over
+        ot_batch draws per side serves the next ot_batch // batch_size steps, batch_size of
+        its pairs each (each pair once): the plan pairs like with like (e.g. digits at similar
+        rotations) far better than a plan of one batch, at a fraction of a plan a step. After a
+        resume the plan is re-drawn from the batch state saved before its draw (exact)."""
+        c, b = self.config, batches.batch_size
+        if c.coupling != "ot" or c.ot_batch <= b:
+            x0, x1 = batches.x(), batches.y()
+            if c.coupling == "ot":
+                x1 = x1[ot_pairs(x0, x1)[1].to(x1.device)]
+            return x0, x1
+        if self._plan_state is None or self._plan_used + b > c.ot_batch:
+            self._plan_state, self._plan_used, self._plan = batches.state(), 0, None
+        if self._plan is None:  # a new plan, or after a resume the current one again
+            batches.set_state(self._plan_state)  # (after a resume its draws end where they did)
+            x0, x1 = batches.x(c.ot_batch), batches.y(c.ot_batch)
+            self._plan = x0, x1[ot_pairs(x0, x1)[1].to(x1.device)]
+        used, self._plan_used = self._plan_used, self._plan_used + b
+        return self._plan[0][used : used + b], self._plan[1][used : used + b]
+
+    def extra_state(self) -> dict[str, Any]:
+        if self._plan_state is None:
+            return {}
+        return {"plan_state": self._plan_state, "plan_used": self._plan_used}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self._plan, self._plan_state = None, state.get("plan_state")
+        self._plan_used = int(state.get("plan_used", 0))
 
     def _integrate(self, x: Tensor, keep: bool = False) -> tuple[Tensor, list[Tensor]]:
         """x(1) from x(0) = x by the fixed-step solver; with `keep`, the velocities used."""

@@ -170,10 +170,11 @@ def test_otcfm_ema_field_lags_the_live_one_and_transports():
 
 
 @pytest.mark.parametrize("ot_batch", [0, 64])
-def test_otcfm_ot_batch_plans_over_a_larger_draw_and_regresses_on_a_batch(ot_batch, monkeypatch):
+def test_otcfm_ot_batch_plans_over_a_larger_draw_used_over_steps(ot_batch, monkeypatch):
     """Targets are shifted copies of the sources, drawn in another order. A plan over all 64
-    draws pairs every source with its own copy (regression targets = the shift); a plan over
-    8 draws per side mostly cannot. Either way the step regresses on batch_size pairs."""
+    draws pairs every source with its own copy (regression targets = the shift) and serves
+    the next 8 steps of 8 pairs, each source once, then a new plan is drawn; plans over 8
+    draws per side (one a step) mostly cannot pair copies."""
     import torch.nn.functional as F
 
     from otzoo.batches import from_draws
@@ -181,9 +182,16 @@ def test_otcfm_ot_batch_plans_over_a_larger_draw_and_regresses_on_a_batch(ot_bat
     g = torch.Generator().manual_seed(0)
     pool = torch.randn(64, 3, generator=g)
     order = torch.randperm(64, generator=g)
-    batches = from_draws(lambda n, _: pool[:n], lambda n, _: (pool[order] + 0.01)[:n], 8, 0)
+    draws: list[int] = []
+
+    def draw_x(n: int, _: torch.Generator) -> torch.Tensor:
+        draws.append(n)
+        return pool[:n]
+
+    batches = from_draws(draw_x, lambda n, _: (pool[order] + 0.01)[:n], 8, 0)
     batches.x_all, batches.y_all = pool, pool + 0.01
     seen: list[torch.Tensor] = []
+    sources: list[torch.Tensor] = []
 
     def spy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         seen.append(target.detach())
@@ -193,10 +201,23 @@ def test_otcfm_ot_batch_plans_over_a_larger_draw_and_regresses_on_a_batch(ot_bat
     cls = get_solver("otcfm")
     config = cls.make_config({"ot_batch": ot_batch, "hidden": (8,)})
     solver = cls(config, PairInfo("vector", (3,), (3,)), CPU)
-    solver.step(batches)
-    assert seen[0].shape == (8, 3)
-    partnered = torch.allclose(seen[0], torch.full((8, 3), 0.01), atol=1e-6)
-    assert partnered == (ot_batch == 64)
+    real_pairs = solver._pairs
+
+    def spy_pairs(b: object) -> tuple[torch.Tensor, torch.Tensor]:
+        x0, x1 = real_pairs(b)
+        sources.append(x0)
+        return x0, x1
+
+    monkeypatch.setattr(solver, "_pairs", spy_pairs)
+    for _ in range(9):
+        solver.step(batches)
+    assert all(s.shape == (8, 3) for s in seen)
+    partnered = [torch.allclose(s, torch.full((8, 3), 0.01), atol=1e-6) for s in seen]
+    if ot_batch == 64:
+        assert all(partnered) and draws == [64, 64]
+        assert torch.equal(torch.cat(sources[:8]), pool)  # every draw of the plan, once
+    else:
+        assert not all(partnered) and draws == [8] * 9
 
 
 def test_otcfm_time_film_trains_every_stage_and_checks_its_width():
@@ -224,3 +245,25 @@ def test_otcfm_time_film_trains_every_stage_and_checks_its_width():
         v0, v1 = solver.v.net(x[:2], channel, film0), solver.v.net(x[:2], channel, film1)
     assert out.shape == x[:2].shape and torch.isfinite(out).all()
     assert (v0 - v1).abs().max() > 1e-4
+
+
+def test_otcfm_resumes_mid_plan_exactly(tmp_path):
+    """Rotated digits, a plan of 16 draws per side serving 4 steps of 4 pairs, a checkpoint
+    at step 3 (mid-plan): 3 + 3 resumed steps equal 6 straight ones (the plan is re-drawn
+    from the batch state saved before its draw, not from the checkpoint's)."""
+    from otzoo.runs import list_checkpoints, load_checkpoint
+    from otzoo.train import train
+    from tests.test_train import tiny_run
+
+    cls = get_solver("otcfm")
+
+    def run(steps: int):
+        return tiny_run(steps, cls, rotation="z", batch_size=4, ot_batch=16, image_every=0)
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(run(3), a, show_progress=False)
+    train(run(6), a, resume=True, show_progress=False)
+    train(run(6), b, show_progress=False)
+    sa = load_checkpoint(list_checkpoints(a)[-1])["state"]["modules"]["v"]
+    sb = load_checkpoint(list_checkpoints(b)[-1])["state"]["modules"]["v"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
