@@ -171,3 +171,22 @@ def test_t_clamp_keeps_generated_voxels_in_the_data_range():
         out = solver.transport(z * 10)
     assert out.shape == (4, 3, 8, 8, 8) and out.min() >= -1 and out.max() <= 1
     assert out.std() > 0
+
+
+def test_psi_quadratic_makes_the_map_loss_the_quadratic_cost():
+    """psi = net + ||t||^2/(2D): psi(t) - <x, t>/D = ||t - x||^2/(2D) + net(t) - ||x||^2/(2D)."""
+    info = PairInfo(kind="voxel", x_shape=(3, 4, 4, 4), y_shape=(3, 4, 4, 4))
+    torch.manual_seed(0)
+    cfg = OTM.make_config({**OTM.presets["tiny"], "psi_quadratic": True})
+    solver = OTM(cfg, info, torch.device("cpu"))
+    x, t = torch.rand(2, 2, 3, 4, 4, 4) * 2 - 1
+    d = x[0].numel()
+    with torch.no_grad():
+        lhs = solver.potential(t) - (x * t).flatten(1).sum(1) / d
+        cost = (t - x).flatten(1).square().sum(1) / (2 * d)
+        rhs = cost + solver.potential.net(t) - x.flatten(1).square().sum(1) / (2 * d)
+    assert torch.allclose(lhs, rhs, atol=1e-6)
+    quick = resolve(get_solver("otm"), "3-5", "quick").solver_config  # the measured 3-5 recipe
+    assert (quick.psi_quadratic, quick.ema, quick.r1) == (True, 0.98, 300.0)
+    for pair in ("noise-5", "noisy-clean", "w2:4"):  # the reference form stays there
+        assert not resolve(get_solver("otm"), pair, "quick").solver_config.psi_quadratic
