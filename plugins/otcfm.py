@@ -150,10 +150,10 @@ class OTCFM(Solver):
         # W2 dim 2, seed 0, one thread (2026-12-03): one plan a batch of 512, 4,000 steps: 0.844
         # (1.7 CPU min); plans of 1,024 draws used over steps at batch 512 / 256 / 128 / 64 and
         # 8,000 / 14,000 / 28,000 / 50,000 steps: 0.439 / 0.303 / 0.223 / 0.129 (6-8 CPU min):
-        # many small steps from one good plan beat few large ones. 60,000 steps keep dim 8-32
-        # under the 10-minute cell (70,000: 9.7 CPU min at dim 8). No average of the field.
-        # lr 1e-3 instead of the quick preset's 3e-4 (2026-12-03, seed 0): dim 16 / 32 at 60,000
-        # steps 4.35 -> 3.90 / 8.05 -> 7.59; with 50,000 steps (the cell's time) dim 2 0.061, 32 7.56.
+        # many small steps from one good plan beat few large ones. No average of the field.
+        # lr 1e-3 instead of the quick preset's 3e-4 (seed 0, 60,000 steps): dim 16 / 32 4.35 ->
+        # 3.90 / 8.05 -> 7.59, but over 10 CPU min at 32; 50,000 steps: dim 2 0.061, dim 32 7.56
+        # (9.8-10.5 CPU min at dim 32, benchmarks/w2_bench.md).
         return {
             "batch_size": 64,
             "ot_batch": 1024,
