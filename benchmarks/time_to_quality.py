@@ -41,9 +41,11 @@ def measure(sid: str, seed: int, a: argparse.Namespace) -> dict[str, float]:
     values = parse_overrides(a.sets, cls) | ({"device": a.device} if a.device else {})
     run = resolve(cls, a.pair, a.preset, values, seed=seed)
     device = resolve_device(run.train.device)
+    # The judge first: loading it builds a network, which draws from torch's global RNG. Then
+    # seed, data, solver and batches in train()'s order, so step N here is compare's step N.
+    judge = get_judge(run.data, run.seed, device=device, log=print)
     seed_everything(run.seed)
     data = load_pair(run.pair, run.data, seed=run.seed)
-    judge = get_judge(run.data, run.seed, device=device, log=print)
     solver = build_solver(run, data, device)
     if a.init_from:  # a warm start, as `otzoo train --init-from` (transfer)
         step = load_init(Path(a.init_from), solver)
