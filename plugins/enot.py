@@ -25,6 +25,7 @@ two potentials' roles, so G is also trained as the inverse map's potential (Jaco
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, UNet3D
+from otzoo.nets.common import ema_update
 from otzoo.nets.icnn import QuadraticPlus, potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 from otzoo_plugins.saddle import potential_net
@@ -57,6 +59,7 @@ class ENOTConfig(SolverConfig):
     g_levels: int = 2  # ResNet3D levels
     map: str = "gradient"  # "gradient": T = grad of a potential; "network": T(x) from a network
     bidirectional: bool = True  # gradient form: alternate forward and inverse steps
+    ema: float = 0.0  # >0: transport with an exponential moving average of the map's network
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -160,6 +163,11 @@ class ENOT(Solver):
             self.modules = {"T": _VectorMap(info.x_dim, c.hidden, c.activation), "g": potential()}
         self.modules = {name: net.to(device) for name, net in self.modules.items()}
         map_name = "f" if c.map == "gradient" else "T"
+        self.map_name = self.eval_name = map_name  # the network trained, the one transporting
+        if c.ema > 0:
+            self.eval_name = f"{map_name}_ema"
+            self.modules[self.eval_name] = copy.deepcopy(self.modules[map_name])
+            self.modules[self.eval_name].requires_grad_(False)
         betas = (c.beta1, c.beta2)
         self.optimizers = {
             map_name: torch.optim.Adam(self.modules[map_name].parameters(), lr=c.lr_t, betas=betas),
@@ -225,10 +233,13 @@ class ENOT(Solver):
         sum(losses[:2]).backward()
         for opt in self.optimizers.values():
             opt.step()
+        if c.ema > 0:
+            ema_update(self.modules[self.eval_name], self.modules[self.map_name], c.ema)
         logs = torch.stack([loss.detach() for loss in losses]).tolist()
         return dict(zip(("loss_t", "loss_g", "dual", "expectile"), logs, strict=True))
 
     def transport(self, x: Tensor, z: Tensor | None = None) -> Tensor:
+        net = self.modules[self.eval_name]
         if self.config.map == "gradient":
-            return self._gradient_map(self.modules["f"], x, create_graph=False)
-        return self.modules["T"](x)
+            return self._gradient_map(net, x, create_graph=False)
+        return net(x)

@@ -144,6 +144,30 @@ def test_enot_gradient_form_runs_on_voxels():
     assert out.shape == x[:2].shape and torch.isfinite(out).all()
 
 
+def test_enot_ema_map_lags_the_live_one_and_transports():
+    """With ema > 0, transport reads the averaged map potential (checkpointed), not the live one."""
+    import copy
+
+    from otzoo.testing import tiny_problem
+    from tests.conftest import fit, tensor_batches
+
+    cls = get_solver("enot")
+    info, x, y = tiny_problem("voxel")
+    config = cls.make_config({"ema": 0.5, "g_base": 4, "g_levels": 1, "lr_t": 1e-2})
+    solver = cls(config, info, CPU)
+    start = copy.deepcopy(solver.modules["f_ema"].state_dict())
+    fit(solver, tensor_batches(x, y, 4), 3)
+    ema, live = solver.modules["f_ema"].state_dict(), solver.modules["f"].state_dict()
+    assert any(not torch.equal(ema[k], start[k]) for k in ema)  # the average moved ...
+    assert any(not torch.equal(ema[k], live[k]) for k in ema)  # ... and lags the live map
+    out = solver.transport(x[:2])
+    solver.modules["f_ema"].load_state_dict(live)  # transport follows the average
+    assert not torch.equal(solver.transport(x[:2]), out)
+    clone = cls(config, info, CPU)
+    clone.load_state_dict(solver.state_dict())
+    assert torch.equal(clone.transport(x[:2]), solver.transport(x[:2]))
+
+
 def test_otcfm_ema_field_lags_the_live_one_and_transports():
     import copy
 
