@@ -3,6 +3,7 @@ their numbers take minutes to hours)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,32 @@ def test_shell_scripts_parse():
         res = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert res.returncode == 0, (script.name, res.stderr)
     assert (BENCHMARKS / "gpu_check.sh").is_file()
+
+
+def test_time_to_quality_at_the_presets_steps_ends_on_compares_row(tmp_path):
+    """The benchmark builds a solver as train() does, so with --steps-cap its last row is the
+    row `otzoo compare` gives for the same solver, preset and seed. Compare runs first, so the
+    benchmark finds the judge cached: loading it builds a network, whose init draws from torch's
+    RNG, and a benchmark that did that between seeding and building the solver started
+    elsewhere (it did until 2026-12-03)."""
+    out = tmp_path / "cmp"
+    res = subprocess.run(
+        [sys.executable, "-m", "otzoo", "compare", "--solvers", "not", "--pair", "3-5",
+         "--preset", "tiny", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    want = json.loads((out / "metrics.json").read_text())["not"]
+    ttq = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "time_to_quality.py"), "--solvers", "not", "--seeds",
+         "0", "--pair", "3-5", "--preset", "tiny", "--steps-cap", "--keep-going",
+         "--eval-every-s", "1000", "--budget-min", "10"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ttq.returncode == 0, ttq.stderr[-2000:]
+    assert "training the judge" not in ttq.stdout  # it loaded compare's
+    header, row = [ln for ln in ttq.stdout.splitlines() if ln.startswith("| ")][-2:]
+    got = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
+    assert float(got["steps"]) == 20  # the tiny preset's steps
+    for key in ("transport_cost", "lit_share", "color_purity", "target_accuracy"):
+        assert float(got[key]) == pytest.approx(want[key], rel=1e-3), key
