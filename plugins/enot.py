@@ -25,7 +25,6 @@ two potentials' roles, so G is also trained as the inverse map's potential (Jaco
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +36,7 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, UNet3D
-from otzoo.nets.common import ema_update
+from otzoo.nets.common import ema_copy, ema_update
 from otzoo.nets.icnn import QuadraticPlus, potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 from otzoo_plugins.saddle import potential_net
@@ -166,8 +165,7 @@ class ENOT(Solver):
         self.map_name = self.eval_name = map_name  # the network trained, the one transporting
         if c.ema > 0:
             self.eval_name = f"{map_name}_ema"
-            self.modules[self.eval_name] = copy.deepcopy(self.modules[map_name])
-            self.modules[self.eval_name].requires_grad_(False)
+            self.modules[self.eval_name] = ema_copy(self.modules[map_name])
         betas = (c.beta1, c.beta2)
         self.optimizers = {
             map_name: torch.optim.Adam(self.modules[map_name].parameters(), lr=c.lr_t, betas=betas),

@@ -14,7 +14,6 @@ straight paths).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import check_value
 from otzoo.nets import MLP, UNet3D
-from otzoo.nets.common import ema_update
+from otzoo.nets.common import ema_copy, ema_update
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 ODE_METHODS = {"euler": 1, "midpoint": 2, "rk4": 4}  # velocity evaluations per step
@@ -173,7 +172,7 @@ class OTCFM(Solver):
         self.v = self.v.to(device)
         self.modules = {"v": self.v}
         if c.ema > 0:
-            self.modules["v_ema"] = copy.deepcopy(self.v).requires_grad_(False)
+            self.modules["v_ema"] = ema_copy(self.v)
         self.optimizers = {"v": torch.optim.Adam(self.v.parameters(), lr=c.lr)}
         self._plan: tuple[Tensor, Tensor] | None = None  # paired draws of the current plan
         self._plan_state: Tensor | None = None  # the batch state its draws started from

@@ -10,7 +10,6 @@ subclass's `potential_key`: "f" for NOT, "psi" for OTM.
 
 from __future__ import annotations
 
-import copy
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.nets import MLP, ResNet3D, UNet3D
-from otzoo.nets.common import ema_update
+from otzoo.nets.common import ema_copy, ema_update
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 
@@ -121,7 +120,7 @@ class SaddleSolver(Solver):
         self.modules = {"T": self.T, self.potential_key: self.potential}
         self.T_eval = self.T
         if config.ema > 0:
-            self.T_eval = copy.deepcopy(self.T).requires_grad_(False)
+            self.T_eval = ema_copy(self.T)
             self.modules["T_ema"] = self.T_eval
         self.optimizers = {
             "T": self.optimizer(self.T, config.lr_t),

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = sorted(BENCHMARKS.glob("*.py"))
 
@@ -42,11 +44,8 @@ def test_time_to_quality_at_the_presets_steps_ends_on_compares_row(tmp_path):
     RNG, and a benchmark that did that between seeding and building the solver started
     elsewhere (it did until 2026-12-03)."""
     out = tmp_path / "cmp"
-    res = subprocess.run(
-        [sys.executable, "-m", "otzoo", "compare", "--solvers", "not", "--pair", "3-5",
-         "--preset", "tiny", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    res = run_cli("compare", "--solvers", "not", "--pair", "3-5", "--preset", "tiny",
+                  "--out", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     want = json.loads((out / "metrics.json").read_text())["not"]
     ttq = subprocess.run(

@@ -6,6 +6,8 @@ normalisation, one spelling of each activation) and reports bad arguments the sa
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -91,6 +93,11 @@ def check_voxels(x: torch.Tensor, channels: int, owner: str) -> None:
             f"{owner} expects voxels of shape [N, {channels}, D, H, W], got {list(x.shape)}; "
             f"check the channel count the network was built with"
         )
+
+
+def ema_copy(live: nn.Module) -> nn.Module:
+    """A frozen copy of `live` to hold its exponential moving average (see `ema_update`)."""
+    return copy.deepcopy(live).requires_grad_(False)
 
 
 @torch.no_grad()
