@@ -27,7 +27,7 @@ NEURAL = ["not", "not-weak", "otm", "w2gn", "amortized"]
 # back to near the identity (0.03) by step 400. Making them learn stably is issue 14.
 KNOWN_FAILING: dict[str, str] = {
     "not": "issue 14: ends at 0.15 with the quick preset's r1=300 (tuned at 16^3; 0.35 before R1)",
-    "not-weak": "issue 14: ends at 0.25",
+    "not-weak": "issue 14: ends at 0.15 with the quick preset's r1=300 (0.25 before R1)",
     "otm": "issue 14: ends at 0.35 with the quick preset's quadratic psi, EMA and R1 (0.25 before)",
     "w2gn": "issue 14: ends at 0.00 (its convex potential does not learn the pair)",
     "amortized": "issue 14: ends at 0.35",
