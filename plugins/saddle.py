@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
+from otzoo.errors import check_value
 from otzoo.nets import MLP, ResNet3D, UNet3D
 from otzoo.nets.common import ema_copy, ema_update
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
@@ -35,6 +36,12 @@ class SaddleConfig(SolverConfig):
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
     ema: float = 0.0  # >0: transport with an exponential moving average of T (damps swings)
     r1: float = 0.0  # >0: gradient penalty r1/2 E||grad potential(y)||^2 on real targets
+    r2: float = 0.0  # >0: the same penalty at the map's outputs T(x) (R2)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("r1", "r2"):
+            check_value(key, getattr(self, key), lambda v: v >= 0, "a number >= 0 (0: off)")
 
 
 class VectorMap(nn.Module):
@@ -163,10 +170,12 @@ class SaddleSolver(Solver):
         with torch.no_grad():
             tx = self.map_for_potential(x)
         loss_p, potential_logs = self.potential_loss(x, tx, y)
-        if self.config.r1 > 0:
-            penalty = self.gradient_penalty(y)
-            loss_p = loss_p + 0.5 * self.config.r1 * penalty
-            potential_logs = {**potential_logs, "r1": penalty}
+        for key, points in (("r1", y), ("r2", tx)):
+            weight = getattr(self.config, key)
+            if weight > 0:
+                penalty = self.gradient_penalty(points)
+                loss_p = loss_p + 0.5 * weight * penalty
+                potential_logs = {**potential_logs, key: penalty}
         opt = self.optimizers[self.potential_key]
         opt.zero_grad(set_to_none=True)
         loss_p.backward()
@@ -177,11 +186,12 @@ class SaddleSolver(Solver):
         values = torch.stack([v.detach().float().to(loss_p.device) for v in logs.values()])
         return dict(zip(logs, values.tolist(), strict=True))  # one host sync per outer step
 
-    def gradient_penalty(self, y: Tensor) -> Tensor:
-        """Mean over real targets of ||grad potential(y)||^2 (R1, Mescheder et al. 2018): keeps
-        the potential flat around the data, so it cannot reward what the data never shows
-        (e.g. a faint fog over the background) and the saddle swings less."""
-        y = y.detach().requires_grad_(True)
+    def gradient_penalty(self, points: Tensor) -> Tensor:
+        """Mean of ||grad potential||^2 over `points`. At real targets (R1, Mescheder et al.
+        2018) it keeps the potential flat around the data, so it cannot reward what the data
+        never shows (e.g. a faint fog over the background) and the saddle swings less; at the
+        map's outputs (R2) it flattens the slope T climbs off the data."""
+        y = points.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(self.potential(y).sum(), y, create_graph=True)
         return grad.pow(2).flatten(1).sum(dim=1).mean()
 

@@ -28,6 +28,7 @@ CASES = {
     "bad --set value": (["--set", "lr_t=-1"], "lr_t=-1.0 is out of range"),
     "nan learning rate": (["--set", "lr_t=nan"], "finite"),
     "ema of 2": (["--set", "ema=2"], "[0, 1)"),
+    "negative penalty": (["--set", "r2=-1"], "r2=-1.0 is out of range"),
     "zero batch": (["--set", "batch_size=0"], "batch_size=0"),
     "zero steps": (["--steps", "0"], "steps=0"),
     "negative steps": (["--steps", "-5"], "steps=-5"),
