@@ -1,5 +1,6 @@
 """NOT: the gamma-weak term really runs (its arithmetic, its ramp through the trainer, a
-stochastic map), and the EMA map (update arithmetic, use for transport, exact resume)."""
+stochastic map), the EMA map (update arithmetic, use for transport, exact resume), and the
+R1 / R2 gradient penalties (each flattens the potential where it is taken)."""
 
 from __future__ import annotations
 
