@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from otzoo.data.spec import PairSpec
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import UNet3D
-from otzoo.nets.icnn import QuadraticPlus
+from otzoo.nets.icnn import QuadraticPlus, potential_gradient
 from otzoo.solver import PairInfo
 from otzoo_plugins.saddle import (
     SaddleConfig,
@@ -156,8 +156,7 @@ class OTM(SaddleSolver):
 
     def _go_penalty(self, x: Tensor, tx: Tensor) -> Tensor:
         """|| D mean_b grad psi(T(x)) - mean_b Q(x) || / sqrt(D), differentiable in psi."""
-        tx = tx.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.potential(tx).sum(), tx, create_graph=True)
+        grad = potential_gradient(self.potential, tx.detach(), create_graph=True)
         d = self.info.y_dim
         gap = d * grad.mean(dim=0) - self.q(x).mean(dim=0)
         return gap.flatten().norm() / math.sqrt(d)

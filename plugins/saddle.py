@@ -22,6 +22,7 @@ from otzoo.data.vectors import vector_dim
 from otzoo.errors import check_value
 from otzoo.nets import MLP, ResNet3D, UNet3D
 from otzoo.nets.common import ema_copy, ema_update
+from otzoo.nets.icnn import potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 
@@ -191,8 +192,7 @@ class SaddleSolver(Solver):
         2018) it keeps the potential flat around the data, so it cannot reward what the data
         never shows (e.g. a faint fog over the background) and the saddle swings less; at the
         map's outputs (R2) it flattens the slope T climbs off the data."""
-        y = points.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.potential(y).sum(), y, create_graph=True)
+        grad = potential_gradient(self.potential, points.detach(), create_graph=True)
         return grad.pow(2).flatten(1).sum(dim=1).mean()
 
     def transport(self, x: Tensor, z: Tensor | None = None) -> Tensor:
