@@ -17,7 +17,7 @@ from otzoo.data import PairData
 from otzoo.evaluate import apply_map
 from otzoo.report import json_safe, markdown_table, metrics_csv
 from otzoo.runs import read_loss_curves
-from otzoo.runtime import atomic_write_bytes, atomic_write_json
+from otzoo.runtime import atomic_write_bytes, atomic_write_json, seeded_rng
 from otzoo.viz import save_grid_png, save_loss_png, views_for
 
 if TYPE_CHECKING:
@@ -65,8 +65,7 @@ def sample_rows(
     for e in entries:
         if e.solver is None:
             continue
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_rng(seed, e.solver.device):
             rows.append(apply_map(e.solver, x).cpu().clamp(-1, 1))
         labels.append(f"{e.name}\n{_row_metrics(rows_of.get(e.name, {}))}")
     if tuple(data.y_test.shape[1:]) == tuple(rows[-1].shape[1:]):

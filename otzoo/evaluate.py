@@ -31,8 +31,8 @@ from otzoo.metrics import (
 )
 from otzoo.metrics.uvp import evaluate_map
 from otzoo.report import METRIC_NAMES
-from otzoo.runs import load_run, recorded_train_seconds
-from otzoo.runtime import deterministic_kernels
+from otzoo.runs import load_run, recorded_selection, recorded_train_seconds
+from otzoo.runtime import deterministic_kernels, seeded_rng
 
 if TYPE_CHECKING:
     from otzoo.config import RunConfig
@@ -161,11 +161,7 @@ def evaluate(
     map and seed give the same numbers and the caller's RNG is untouched.
     """
     x = data.x_test[:max_samples]
-    cuda = (
-        [torch.device(device).index or 0] if device and torch.device(device).type == "cuda" else []
-    )
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
+    with seeded_rng(seed, device):
         tx = batched_apply(transport, x, batch_size, device)
         metrics = score_outputs(x, tx, data, judge, max_samples, seed)
         if stochastic:
@@ -280,4 +276,5 @@ def evaluate_run(
         row = evaluate_solver(solver, data, judge, run.seed)
         refs = reference_rows(data, judge, seed=run.seed)
     row["train_seconds"] = recorded_train_seconds(Path(run_dir))
+    row.update(recorded_selection(Path(run_dir)))
     return run, {run.solver: row, **refs}, judge

@@ -166,3 +166,15 @@ def deterministic_kernels() -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2:]
+
+
+@contextmanager
+def seeded_rng(seed: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """torch's global RNG seeded with `seed` inside a forked state: code that draws noise while
+    it measures a map (evaluation, map selection) gets the same draws every time, and the
+    caller's stream (a run's training noise) is left exactly where it was."""
+    dev = torch.device(device) if device is not None else None
+    cuda = [dev.index or 0] if dev is not None and dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield

@@ -40,6 +40,7 @@ import ot
 import torch
 
 from otzoo.errors import ConfigError
+from otzoo.runtime import seeded_rng
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 GIB = 2**30
@@ -271,9 +272,7 @@ class LinearOT(_Discrete):
             vals, vecs = torch.linalg.eigh(pooled @ pooled.T)  # ascending
             keep = (vals > vals[-1] * 1e-9).nonzero().squeeze(1)[-self.config.max_rank :]
             return pooled.T @ (vecs[:, keep] / vals[keep].sqrt())
-        devices = [pooled.device] if pooled.is_cuda else []
-        with torch.random.fork_rng(devices=devices):  # same basis for the same data
-            torch.manual_seed(0)
+        with seeded_rng(0, pooled.device):  # same basis for the same data
             _, _, v = torch.svd_lowrank(pooled, q=self.config.max_rank, niter=4)
         return v
 
