@@ -1,7 +1,8 @@
 """Time to quality: training minutes until a solver's map reaches a target accuracy and color
 preservation on the test split (judged by otzoo's cached 3D classifier), for every solver and
 seed asked, with the final value of every metric and the swing (the lowest target accuracy over
-the last 30% of the run's evaluations).
+the last 30% of the run's evaluations). With `--set select_every=N` every evaluation measures
+the map the run has chosen so far on training data (otzoo.select), as `otzoo train` ends with.
 
 Training goes through otzoo's one loop (otzoo.loop.run_steps); only time spent in
 `solver.step` counts: evaluation pauses the clock. One table row per evaluation, then a summary.
@@ -28,6 +29,7 @@ from otzoo.loop import Diverged, StepInfo, run_steps
 from otzoo.registry import build_solver, get_solver
 from otzoo.runs import load_init
 from otzoo.runtime import resolve_device, seed_everything
+from otzoo.select import MapSelector
 from otzoo.train import amp_dtype
 
 SHOWN = ("target_accuracy", "color_preservation", "color_purity", "worst_color_accuracy")
@@ -56,22 +58,37 @@ def measure(sid: str, seed: int, a: argparse.Namespace) -> dict[str, float]:
     print("| train min | step | " + " | ".join(SHOWN) + " |")
     print("|---" * (len(SHOWN) + 2) + "|")
     trail: list[tuple[float, dict[str, float]]] = []
-    state = {"next": 0.0, "reached": math.nan, "reached_step": -1.0}
+    state = {"next": 0.0, "reached": math.nan, "reached_step": -1.0, "chosen": math.nan}
+    # --set select_every=N: the run's map is the one chosen on training data (otzoo.select), so
+    # every row measures that map (what a user would get, stopping there), not the live one
+    selector = MapSelector(data, run.train.select_samples, run.seed)
+    select_every = run.train.select_every if solver.modules else 0  # as `otzoo train`
 
     def check(seconds: float, step: int) -> None:
-        m = evaluate_solver(solver, data, judge, run.seed)
+        if select_every:
+            with selector.chosen_in(solver) as chosen:
+                m = evaluate_solver(solver, data, judge, run.seed)
+            state["chosen"] = float(chosen if chosen is not None else math.nan)
+            step_cell = f"{step} (map of {state['chosen']:.0f})"
+        else:
+            m = evaluate_solver(solver, data, judge, run.seed)
+            step_cell = str(step)
         trail.append((seconds, m))
         cells = " | ".join(f"{m.get(k, math.nan):.4g}" for k in SHOWN)
-        print(f"| {seconds / 60:.2f} | {step} | {cells} |", flush=True)
+        print(f"| {seconds / 60:.2f} | {step_cell} | {cells} |", flush=True)
         ok = m.get("target_accuracy", 0) >= a.accuracy and m.get("color_preservation", 0) >= a.color
         if ok and math.isnan(state["reached"]):
             state["reached"], state["reached_step"] = seconds / 60, float(step)
         state["next"] = seconds + a.eval_every_s
 
     def on_step(info: StepInfo) -> None:
+        if select_every and info.step % select_every == 0:
+            selector.offer(solver)  # outside the timed step, as in `otzoo train`
         if info.seconds >= state["next"]:
             check(info.seconds, info.step)
 
+    if select_every:
+        selector.offer(solver)  # the untrained map competes too, as in `otzoo train`
     check(0.0, 0)
     stop = (lambda: not math.isnan(state["reached"])) if not a.keep_going else None
     status = "ok"
@@ -86,6 +103,8 @@ def measure(sid: str, seed: int, a: argparse.Namespace) -> dict[str, float]:
             should_stop=stop,
             time_budget_s=a.budget_min * 60,
         )
+        if select_every and result.steps_done % select_every:
+            selector.offer(solver)
         if trail[-1][0] < result.seconds:
             check(result.seconds, result.steps_done)
     except Diverged as err:
@@ -94,6 +113,7 @@ def measure(sid: str, seed: int, a: argparse.Namespace) -> dict[str, float]:
     tail = [m for t, m in trail if t >= (1 - SWING_SHARE) * trail[-1][0]]
     swing = min(m.get("target_accuracy", math.nan) for m in tail)
     summary = {"reached_min": state["reached"], "steps": float(solver.steps_done), "swing": swing}
+    summary["selected_step"] = state["chosen"]
     summary.update({k: last.get(k, math.nan) for k in SUMMARY})
     reached = "not reached" if math.isnan(state["reached"]) else f"{state['reached']:.2f} min"
     print(f"{sid} seed {seed}: {reached}; lowest accuracy over the last 30%: {swing:.3f}; {status}")
@@ -128,7 +148,7 @@ def main() -> None:
     for sid in a.solvers.split(","):
         for seed in (int(s) for s in a.seeds.split(",")):
             rows[sid, seed] = measure(sid.strip(), seed, a)
-    keys = ["reached_min", "steps", "swing", *SUMMARY]
+    keys = ["reached_min", "steps", "swing", "selected_step", *SUMMARY]
     print("\n| solver | seed | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 2) + "|")
     for (sid, seed), r in rows.items():

@@ -24,7 +24,14 @@ from otzoo.errors import ConfigError, DivergenceError
 from otzoo.evaluate import NAN, evaluate_solver, quality_warnings, reference_rows, wants_judge
 from otzoo.judge import Judge, JudgeConfig, get_judge
 from otzoo.registry import build_solver, get_solver, parse_solver_list
-from otzoo.runs import init_run_config, load_init, load_run, read_config, recorded_train_seconds
+from otzoo.runs import (
+    init_run_config,
+    load_init,
+    load_run,
+    read_config,
+    recorded_selection,
+    recorded_train_seconds,
+)
 from otzoo.runtime import (
     check_out_path,
     deterministic_kernels,
@@ -267,6 +274,7 @@ def _compare(req: CompareRequest, log: Log) -> CompareResult:
                 keys = list(next(iter(refs.values()), {})) + (["diversity"] if stochastic else [])
                 m = {k: NAN for k in keys}
             rows[e.name] = {**m, "train_seconds": e.train_seconds}
+            rows[e.name].update(recorded_selection(e.run_dir))
             if e.note:
                 notes[e.name] = e.note
             log_tensorboard(req.out / "tb" / e.name, e.run, rows[e.name])

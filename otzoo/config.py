@@ -42,10 +42,13 @@ class TrainConfig:
     amp: str = "auto"  # bf16 autocast: auto (on for CUDA) | bf16 | off
     lr_schedule: str = "constant"  # constant | cosine (every lr decays to 1e-4 x, w2ot's form)
     lr_decay_steps: int | None = None  # cosine length in outer steps; None: the run's steps
+    select_every: int = 0  # score the map on training data every N steps; end with the best
+    select_samples: int = 256  # training pairs the selection score uses
 
     def __post_init__(self) -> None:
         at_least = {"steps": 1, "batch_size": 1, "log_every": 1, "ckpt_every": 1}
         at_least |= {"image_every": 0, "eval_every": 0, "eval_samples": 1, "keep_checkpoints": 1}
+        at_least |= {"select_every": 0, "select_samples": 2}
         for key, low in at_least.items():
             check_value(
                 key, getattr(self, key), lambda v, low=low: v >= low, f"an integer >= {low}"

@@ -39,9 +39,10 @@ def format_value(value: float | None) -> str:
 
 
 def table_columns(rows: dict[str, dict[str, float]]) -> list[str]:
-    """Metric columns any row has, in the standard order (train_seconds last)."""
+    """Metric columns any row has, in the standard order (train_seconds, then the step of a
+    map chosen on training data, last)."""
     present = {k for r in rows.values() for k in r}
-    return [k for k in (*METRIC_NAMES, "train_seconds") if k in present]
+    return [k for k in (*METRIC_NAMES, "train_seconds", "selected_step") if k in present]
 
 
 def metrics_tables(rows: dict[str, dict[str, float]], title: str, width: int = 80) -> list[Any]:

@@ -107,6 +107,15 @@ def recorded_train_seconds(run_dir: Path) -> float:
         return float("nan")
 
 
+def recorded_selection(run_dir: Path) -> dict[str, float]:
+    """`{"selected_step": N}` when the run ended with a map it chose on training data
+    (`select_every`, otzoo.select), else {}: the tables say which step a row's map is from."""
+    try:
+        return {"selected_step": float(read_metrics(run_dir)["selected_step"])}
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -228,9 +237,20 @@ def load_latest(
     return None
 
 
+def as_reported(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint with the networks the run reports: those of the map it chose on training
+    data (`select_every`, otzoo.select) when it chose one, else its own. Resume does not use
+    this: it continues from the last state."""
+    chosen = ckpt.get("chosen")
+    if not chosen:
+        return ckpt
+    return {**ckpt, "state": {**ckpt["state"], "modules": chosen["modules"]}}
+
+
 def load_run(run_dir: Path, device: str = "cpu") -> tuple[RunConfig, Solver, PairData]:
-    """A run as its folder left it: config, solver at its newest checkpoint, and its data
-    (for eval, render and compare --from; reads only)."""
+    """A run as its folder reports it: config, solver at its newest checkpoint (with the chosen
+    map's networks, `as_reported`), and its data (for eval, render and compare --from; reads
+    only)."""
     run = read_config(run_dir)
     run = replace(run, train=replace(run.train, device=device))
     dev = resolve_device(device)
@@ -239,7 +259,7 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[RunConfig, Solver, Pai
     found = load_latest(run_dir, dev)
     if found is None:
         raise CheckpointError(f"{run_dir}: run has no checkpoint yet; train it first")
-    restore(solver, found[1], found[0])
+    restore(solver, as_reported(found[1]), found[0])
     return run, solver, data
 
 
@@ -272,8 +292,8 @@ def init_run_config(run_dir: Path) -> RunConfig:
 
 def load_init(run_dir: Path, solver: Solver) -> int:
     """Warm start (`--init-from`): load into `solver` the networks of the run in `run_dir` as
-    its newest checkpoint left them (EMA copies included). Optimizers, `steps_done` and extra
-    state stay fresh: it is a new run. Data options may differ; the solver and every tensor
+    its newest checkpoint reports them (`as_reported`: the chosen map's, EMA copies included).
+    Optimizers, `steps_done` and extra state stay fresh: it is a new run. Data options may differ; the solver and every tensor
     shape (samples and networks) must match, else one line names the difference. Reads only
     (checks before anything is written); returns the step of the checkpoint loaded."""
     run_dir = Path(run_dir)
@@ -302,7 +322,7 @@ def load_init(run_dir: Path, solver: Solver) -> int:
             f"{where}: it was trained on samples {_shapes(theirs)}, this run has {_shapes(ours)}; "
             "warm-start needs the same shapes (use that run's --grid and --coloring)"
         )
-    restore(solver, ckpt, path, networks_only=True)
+    restore(solver, as_reported(ckpt), path, networks_only=True)
     solver.warm_started = True
     return int(ckpt.get("step", 0))
 

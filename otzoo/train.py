@@ -51,6 +51,7 @@ from otzoo.runtime import (
     seed_everything,
     set_rng_state,
 )
+from otzoo.select import MapSelector
 from otzoo.solver import Solver
 from otzoo.viz import render_grid, save_loss_png, views_for
 
@@ -181,7 +182,7 @@ def train(
         seed_everything(run.seed + 7919 * rank)  # each rank draws its own noise
     batches = for_pair(data, run.train.batch_size, seed=run.seed + 1 + 7919 * rank, device=device)
     amp = amp_dtype(run.train.amp, device, solver)
-    start_seconds = 0.0
+    start_seconds, chosen = 0.0, None
     found = load_latest(out, device, set_aside=main) if resume else None
     if found is not None:
         path, ckpt = found
@@ -190,10 +191,11 @@ def train(
         per_rank = ckpt.get("batch_rng_ranks", [ckpt["batch_rng"]])
         batches.set_state(per_rank[rank] if rank < len(per_rank) else per_rank[0])
         set_rng_state(ckpt["rng"])
+        chosen = ckpt.get("chosen")
     elif run.init_from is not None:  # a new run, or one resumed before its first checkpoint
         run = replace(run, init_step=load_init(Path(run.init_from), solver))
     # -- every check passed: from here on the run writes ------------------------------------
-    ctx = _Context(run, out, solver, data, batches, amp, parallel, judge)
+    ctx = _Context(run, out, solver, data, batches, amp, parallel, judge, chosen)
     if not main:
         distributed.barrier()
         return _loop(ctx, start_seconds, False, None)
@@ -215,6 +217,7 @@ class _Context:
     amp: torch.dtype | None
     parallel: bool
     judge: Judge | None
+    chosen: dict[str, Any] | None  # a resumed run's map chosen so far (otzoo.select)
 
 
 def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | None) -> TrainResult:
@@ -229,6 +232,10 @@ def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | Non
     writer = SummaryWriter(str(tb_dir or out / "tb"), purge_step=start or None) if main else None
     fixed = data.x_test[:N_PICTURE].to(solver.device)
     spent = seconds
+    selector = None
+    if cfg.select_every and main and solver.modules:
+        selector = MapSelector(data, cfg.select_samples, run.seed)
+        selector.load_state(ctx.chosen)
 
     def checkpoint(step: int) -> None:
         states = [batches.state()]
@@ -246,6 +253,7 @@ def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | Non
             "batch_rng": states[0],
             "batch_rng_ranks": states,
             "train_seconds": spent,
+            "chosen": selector.state() if selector is not None else None,
             "x_shape": list(solver.info.x_shape),  # what a warm start (`--init-from`) checks
             "y_shape": list(solver.info.y_shape),
         }
@@ -280,6 +288,10 @@ def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | Non
                 log_metrics(step)
             if cfg.image_every and step % cfg.image_every == 0:
                 pictures(step)
+        if selector is not None and (step % cfg.select_every == 0 or step == cfg.steps):
+            value = selector.offer(solver)  # before the checkpoint of this step, which keeps it
+            if writer is not None:
+                writer.add_scalar("select/energy_distance", value, step)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             checkpoint(step)
         bar.update(step, losses)
@@ -293,6 +305,8 @@ def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | Non
         ):
             if start == 0:
                 pictures(0)
+                if selector is not None:  # the untrained map competes too
+                    selector.offer(solver)
             try:
                 result = run_steps(
                     solver,
@@ -319,8 +333,11 @@ def _loop(ctx: _Context, seconds: float, show_progress: bool, tb_dir: Path | Non
                 return TrainResult(out, solver.steps_done, {}, solver, interrupted=stop.hit)
         metrics: dict[str, float] = {}
         if main:
-            metrics = log_metrics(solver.steps_done)
             steps = solver.steps_done
+            picked = selector.use_chosen(solver) if selector is not None else None
+            metrics = log_metrics(steps)
+            if picked is not None:
+                metrics["selected_step"] = float(picked)
             metrics.update(
                 steps=float(steps), train_seconds=spent, seconds_per_step=spent / max(steps, 1)
             )

@@ -37,21 +37,22 @@ def test_shell_scripts_parse():
     assert (BENCHMARKS / "gpu_check.sh").is_file()
 
 
-def test_time_to_quality_at_the_presets_steps_ends_on_compares_row(tmp_path):
+@pytest.mark.parametrize("select", ["0", "6"])
+def test_time_to_quality_at_the_presets_steps_ends_on_compares_row(tmp_path, select):
     """The benchmark builds a solver as train() does, so with --steps-cap its last row is the
     row `otzoo compare` gives for the same solver, preset and seed. Compare runs first, so the
     benchmark finds the judge cached: loading it builds a network, whose init draws from torch's
     RNG, and a benchmark that did that between seeding and building the solver started
-    elsewhere (it did until 2026-12-03)."""
+    elsewhere (it did until 2026-12-03). With map selection both end on the chosen map."""
     out = tmp_path / "cmp"
     res = run_cli("compare", "--solvers", "not", "--pair", "3-5", "--preset", "tiny",
-                  "--out", str(out))  # fmt: skip
+                  "--set", f"select_every={select}", "--out", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     want = json.loads((out / "metrics.json").read_text())["not"]
     ttq = subprocess.run(
         [sys.executable, str(BENCHMARKS / "time_to_quality.py"), "--solvers", "not", "--seeds",
          "0", "--pair", "3-5", "--preset", "tiny", "--steps-cap", "--keep-going",
-         "--eval-every-s", "1000", "--budget-min", "10"],
+         "--eval-every-s", "1000", "--budget-min", "10", "--set", f"select_every={select}"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert ttq.returncode == 0, ttq.stderr[-2000:]
@@ -59,5 +60,7 @@ def test_time_to_quality_at_the_presets_steps_ends_on_compares_row(tmp_path):
     header, row = [ln for ln in ttq.stdout.splitlines() if ln.startswith("| ")][-2:]
     got = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
     assert float(got["steps"]) == 20  # the tiny preset's steps
+    if select != "0":
+        assert float(got["selected_step"]) == want["selected_step"]
     for key in ("transport_cost", "lit_share", "color_purity", "target_accuracy"):
         assert float(got[key]) == pytest.approx(want[key], rel=1e-3), key

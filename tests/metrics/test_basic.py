@@ -13,6 +13,7 @@ from otzoo.metrics import (
     color_preservation,
     color_purity,
     diversity,
+    energy_distance,
     frechet_distance,
     lit_share,
     transport_cost,
@@ -136,6 +137,29 @@ def test_w2_to_target_uneven_sets_and_subsampling():
     with pytest.raises(ValueError, match="sample shapes"):
         w2_to_target(out, torch.zeros(2, 2))
     assert np.isnan(w2_to_target(torch.tensor([[float("nan")]]), target))
+
+
+# ----------------------------------------------------------------------------- energy distance
+
+
+def test_energy_distance_known_values_and_zero_for_one_law():
+    # 2 E|A-B| - E|A-A'| - E|B-B'| with A = {0, 2}, B = {1}: 2 * 1 - 1 - 0
+    assert energy_distance(torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0]])) == 1.0
+    # one point each, c apart in every one of D = 8 elements: 2 c sqrt(D) / sqrt(D)
+    assert energy_distance(torch.zeros(1, 2, 2, 2), torch.full((1, 2, 2, 2), 0.5)) == 1.0
+    torch.manual_seed(0)
+    a = torch.rand(40, 3, 4, 4, 4)
+    assert energy_distance(a, a[torch.randperm(40)]) == pytest.approx(0.0, abs=1e-12)
+    near, far = (energy_distance(a, a + s) for s in (0.1, 0.3))
+    assert 0 < near < far  # grows with the gap between the laws
+
+
+def test_energy_distance_refuses_mismatched_sets_and_reports_nan():
+    with pytest.raises(ValueError, match="one sample shape"):
+        energy_distance(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="non-empty"):
+        energy_distance(torch.zeros(0, 3), torch.zeros(2, 3))
+    assert np.isnan(energy_distance(torch.tensor([[float("inf")]]), torch.zeros(1, 1)))
 
 
 # ----------------------------------------------------------------------------- diversity
