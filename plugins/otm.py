@@ -55,12 +55,14 @@ class OTMConfig(SaddleConfig):
     psi_base: int = 16  # ResNet3D potential width
     psi_levels: int = 2  # ResNet3D levels (each halves the grid)
     psi_quadratic: bool = False  # psi = net + ||t||^2 / (2D): the quadratic cost made explicit
+    psi_norm: str = "group"  # potential's normalisation: group | none (as not's f_norm)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for key in ("beta1", "beta2"):
             check_value(key, getattr(self, key), lambda v: 0 <= v < 1, "a number in [0, 1)")
         check_value("lam_go", self.lam_go, lambda v: v >= 0, "a number >= 0 (0: off)")
+        check_value("psi_norm", self.psi_norm, lambda v: v in ("group", "none"), "group | none")
 
 
 _PRESETS = {
@@ -134,7 +136,7 @@ class OTM(SaddleSolver):
 
     @staticmethod
     def _potential(c: OTMConfig, info: PairInfo) -> nn.Module:
-        psi = potential_net(info, c.psi_base, c.psi_levels, c.hidden)
+        psi = potential_net(info, c.psi_base, c.psi_levels, c.hidden, c.psi_norm)
         if c.psi_quadratic:
             return QuadraticPlus(psi, -math.log(info.y_dim), learn_scale=False)
         return psi

@@ -149,3 +149,18 @@ def test_gradient_penalty_flattens_the_potential_where_it_is_taken(key):
     held, held_logs = slope(30.0)
     assert key not in free_logs and held_logs[key] >= 0.0
     assert held < 0.01 * free, (held, free)  # taken at the other points: 0.05-0.18 x
+
+
+@pytest.mark.parametrize(("solver_id", "key"), [("not", "f_norm"), ("otm", "psi_norm")])
+def test_potential_norm_switch_reaches_the_voxel_potential(solver_id, key):
+    """`f_norm` / `psi_norm` = none builds the voxel potential without GroupNorm (the recipe
+    whose maps keep their color purity, README "The haze, diagnosed"); group keeps it."""
+    cls = get_solver(solver_id)
+    info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
+
+    def norms(value: str) -> int:
+        solver = cls(cls.make_config({key: value}), info, torch.device("cpu"))
+        net = solver.potential
+        return sum(isinstance(m, torch.nn.GroupNorm) for m in net.modules())
+
+    assert norms("group") > 0 and norms("none") == 0
