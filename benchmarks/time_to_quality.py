@@ -27,10 +27,10 @@ from otzoo.evaluate import evaluate_solver
 from otzoo.judge import get_judge
 from otzoo.loop import Diverged, StepInfo, run_steps
 from otzoo.registry import build_solver, get_solver
-from otzoo.runs import load_init
 from otzoo.runtime import resolve_device, seed_everything
 from otzoo.select import MapSelector
 from otzoo.train import amp_dtype
+from otzoo.warm_start import load_init
 
 SHOWN = ("target_accuracy", "color_preservation", "color_purity", "worst_color_accuracy")
 SHOWN += ("fid", "lit_share", "transport_cost")

@@ -24,14 +24,7 @@ from otzoo.errors import ConfigError, DivergenceError
 from otzoo.evaluate import NAN, evaluate_solver, quality_warnings, reference_rows, wants_judge
 from otzoo.judge import Judge, JudgeConfig, get_judge
 from otzoo.registry import build_solver, get_solver, parse_solver_list
-from otzoo.runs import (
-    init_run_config,
-    load_init,
-    load_run,
-    read_config,
-    recorded_selection,
-    recorded_train_seconds,
-)
+from otzoo.runs import load_run, read_config, recorded_selection, recorded_train_seconds
 from otzoo.runtime import (
     check_out_path,
     deterministic_kernels,
@@ -40,6 +33,7 @@ from otzoo.runtime import (
 )
 from otzoo.solver import Solver
 from otzoo.train import train
+from otzoo.warm_start import init_run_config, load_init
 
 Log = Callable[[str], None]
 

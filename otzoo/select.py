@@ -17,7 +17,6 @@ alike, with no kernel width or entropic scale to tune.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,11 +60,7 @@ class MapSelector:
         """Score the solver's current map; keep a copy of its networks if it is the best."""
         value = self.score(solver)
         if math.isfinite(value) and (self.chosen is None or value < self.chosen.score):
-            nets = {
-                k: {n: t.detach().cpu().clone() for n, t in m.state_dict().items()}
-                for k, m in solver.modules.items()
-            }
-            self.chosen = Chosen(solver.steps_done, value, nets)
+            self.chosen = Chosen(solver.steps_done, value, _networks(solver))
         return value
 
     def state(self) -> dict[str, Any] | None:
@@ -90,9 +85,17 @@ class MapSelector:
     def chosen_in(self, solver: Solver) -> Iterator[int | None]:
         """The chosen map in `solver` for the block (to measure what a user would get if the
         run stopped now), the live networks back afterwards; yields the chosen step."""
-        live = {k: copy.deepcopy(m.state_dict()) for k, m in solver.modules.items()}
+        live = _networks(solver)
         try:
             yield self.use_chosen(solver)
         finally:
             for k, m in solver.modules.items():
                 m.load_state_dict(live[k])
+
+
+def _networks(solver: Solver) -> dict[str, dict[str, torch.Tensor]]:
+    """A CPU copy of every network's state (what `Chosen.modules` holds)."""
+    return {
+        k: {n: t.detach().cpu().clone() for n, t in m.state_dict().items()}
+        for k, m in solver.modules.items()
+    }

@@ -35,7 +35,6 @@ from otzoo.registry import build_solver
 from otzoo.runs import (
     CONFIG,
     list_checkpoints,
-    load_init,
     load_latest,
     plan_new,
     read_loss_curves,
@@ -54,6 +53,7 @@ from otzoo.runtime import (
 from otzoo.select import MapSelector
 from otzoo.solver import Solver
 from otzoo.viz import render_grid, save_loss_png, views_for
+from otzoo.warm_start import load_init
 
 N_PICTURE = 6  # test inputs shown beside their maps in TensorBoard
 LOCK = ".lock"

@@ -19,8 +19,9 @@ from otzoo.config import parse_overrides, resolve
 from otzoo.data import load_pair
 from otzoo.errors import CheckpointError
 from otzoo.judge import JudgeConfig
-from otzoo.runs import list_checkpoints, load_checkpoint, load_init
+from otzoo.runs import list_checkpoints, load_checkpoint
 from otzoo.train import train
+from otzoo.warm_start import load_init
 from tests.conftest import TINY, files_under, run_main
 
 NOT = registry.get_solver("not")
