@@ -83,10 +83,11 @@ def data_show(
 
 @judge_app.command("info")
 def judge_info() -> None:
-    """List cached judges ($OTZOO_CACHE/judges): key, data settings, test accuracy, date."""
+    """List cached judges ($OTZOO_CACHE/judges): key, data settings, test accuracy, the digits
+    it gets most wrong (and what it takes them for), date."""
     from rich.table import Table
 
-    from otzoo.judge import cache_dir, list_judges
+    from otzoo.judge import cache_dir, list_judges, weakest_digits
 
     folder = cache_dir()
     found = list_judges(folder)
@@ -96,8 +97,9 @@ def judge_info() -> None:
         return
     table = Table(title=f"cached judges in {folder}")
     table.add_column("key", no_wrap=True, min_width=16)  # what `judge` files are named by
-    for col in ("data", "rotation, style", "per digit", "seed", "test acc", "train s"):
-        table.add_column(col, justify="right" if col in ("test acc", "train s") else "left")
+    for col in ("data", "rotation, style", "per digit", "seed", "test acc", "weakest (taken for)"):
+        table.add_column(col, justify="right" if col == "test acc" else "left")
+    table.add_column("train s", justify="right")
     table.add_column("created", justify="right", no_wrap=True, min_width=16)
     for info in found:
         d = info.get("data", {})
@@ -108,6 +110,7 @@ def judge_info() -> None:
             str(d.get("max_per_digit") or "all"),
             str(info.get("data_seed")),
             f"{float(info.get('test_accuracy', float('nan'))):.4f}",
+            weakest_digits(info),
             str(info.get("train_seconds")),
             str(info.get("created"))[:16],  # to the minute
         )

@@ -126,9 +126,11 @@ def check_fits(cls: type[Solver], info: PairInfo) -> None:
             f"{', '.join(sorted(cls.tags))}); pick another solver or pair"
         )
     if cls.equal_shapes and info.x_shape != info.y_shape:
+        latent = f", or for noise-D a latent of the target's side (noise-D:{info.y_shape[-1]})"
         raise ConfigError(
             f"solver {cls.id!r} compares x with T(x), which needs source and target of one shape "
             f"(got {info.x_shape} and {info.y_shape}); use otm for such pairs"
+            f"{latent if info.kind == 'voxel' else ''}"
         )
 
 

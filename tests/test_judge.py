@@ -9,7 +9,14 @@ import torch
 
 import otzoo.judge as judge_mod
 from otzoo.data import DataConfig, load_digit_set
-from otzoo.judge import JudgeConfig, cache_dir, get_judge, judge_key, list_judges
+from otzoo.judge import (
+    JudgeConfig,
+    cache_dir,
+    get_judge,
+    judge_key,
+    list_judges,
+    weakest_digits,
+)
 from tests.conftest import JUDGE_DATA_SETTINGS, run_cli
 
 DATA = DataConfig(grid=8, max_per_digit=20)
@@ -138,6 +145,31 @@ def test_trains_on_train_split_only_and_measures_on_test(trained):
     assert j.predict(x_test).dtype == torch.int64
 
 
+def test_confusion_is_the_test_split_prediction_count(trained):
+    """The stored confusion (rows: true digit, columns: predicted) is what the judge predicts on
+    its test split, and its diagonal is the test accuracy."""
+    ds = load_digit_set(DATA, 0)
+    j = trained["judge"]
+    x, y = ds.volumes[ds.is_test], ds.digit[ds.is_test]
+    expected = torch.zeros(10, 10, dtype=torch.int64)
+    for true, pred in zip(y.tolist(), j.predict(x).tolist(), strict=True):
+        expected[true, pred] += 1
+    counts = torch.tensor(j.info["test_confusion"])
+    assert torch.equal(counts, expected)
+    assert j.accuracy == pytest.approx(float(counts.trace()) / len(y))
+
+
+def test_weakest_digits_reads_the_confusion():
+    counts = [[10 if t == p else 0 for p in range(10)] for t in range(10)]
+    counts[6][6], counts[6][9] = 6, 4  # sixes: 0.60, mostly taken for nines
+    counts[9][9], counts[9][6], counts[9][0] = 8, 1, 0
+    counts[9][5] = 2  # nines: 0.73, mostly taken for fives
+    counts[2] = [0] * 10  # no test twos: not ranked (not 0.00)
+    assert weakest_digits({"test_confusion": counts}) == "6 0.60 (9), 9 0.73 (5)"
+    assert weakest_digits({"test_confusion": counts}, n=1) == "6 0.60 (9)"
+    assert weakest_digits({"key": "cached before"}) == "-"
+
+
 def test_corrupt_cache_is_retrained_not_fatal(trained, cache, count_trainings):
     j = trained["judge"]
     cache.mkdir(parents=True)
@@ -158,6 +190,7 @@ def test_list_and_cli_info(trained, cache, monkeypatch):
     res = run_cli("judge", "info")
     assert res.returncode == 0, res.stderr
     assert j.key in res.stdout and "rgby" in res.stdout
+    assert "weakest" in res.stdout and weakest_digits(j.info, n=1).split(" (")[0] in res.stdout
 
 
 @pytest.mark.slow

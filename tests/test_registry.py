@@ -49,7 +49,7 @@ def test_solver_facts_are_checked_before_a_solver_is_built():
 
     info = PairInfo("voxel", (3, 2, 2, 2), (3, 8, 8, 8))
     for sid in ("not", "w2gn", "amortized", "pot"):
-        with pytest.raises(ConfigError, match="one shape"):
+        with pytest.raises(ConfigError, match=r"one shape.*use otm.*\(noise-D:8\)"):
             registry.check_fits(registry.get_solver(sid), info)
     registry.check_fits(registry.get_solver("otm"), info)  # maps latents: unequal is fine
 
