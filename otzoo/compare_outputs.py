@@ -15,6 +15,7 @@ import torch
 from otzoo.config import RunConfig
 from otzoo.data import PairData
 from otzoo.evaluate import apply_map
+from otzoo.judge import weakest_digits
 from otzoo.report import json_safe, markdown_table, metrics_csv
 from otzoo.runs import read_loss_curves
 from otzoo.runtime import atomic_write_bytes, atomic_write_json, seeded_rng
@@ -155,7 +156,8 @@ def render_report(result: CompareResult, entries: list[Entry], pictures: list[st
         parts.append(
             f"- judge: key `{j.key}`, test accuracy {j.accuracy:.4f} on {j.info['n_test']} test "
             f"digits (trained on {j.info['n_train']} train digits, "
-            f"{j.info.get('steps', '?')} Adam steps, {j.info.get('train_seconds', '?')} s)"
+            f"{j.info.get('steps', '?')} Adam steps, {j.info.get('train_seconds', '?')} s; "
+            f"weakest digits, with what it takes them for: {weakest_digits(j.info)})"
         )
     else:
         parts.append("- judge: none (no target digit or not voxel data)")

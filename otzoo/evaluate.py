@@ -17,7 +17,7 @@ import torch
 
 from otzoo.data import PairData
 from otzoo.data.vectors import VectorPairData
-from otzoo.judge import Judge, JudgeConfig, get_judge
+from otzoo.judge import Judge, JudgeConfig, get_judge, weakest_digits
 from otzoo.metrics import (
     batched_apply,
     color_preservation,
@@ -211,8 +211,9 @@ def quality_warnings(rows: dict[str, dict[str, float]], judge: Judge | None) -> 
     out = []
     if judge is not None and judge.accuracy < WEAK_JUDGE:
         out.append(
-            f"the judge's test accuracy is {judge.accuracy:.2f} (< {WEAK_JUDGE:.2f}): target "
-            "accuracy and fid are unreliable here; use more data or a larger grid (--preset quick)"
+            f"the judge's test accuracy is {judge.accuracy:.2f} (< {WEAK_JUDGE:.2f}; weakest "
+            f"digits {weakest_digits(judge.info)}): target accuracy and fid are unreliable here; "
+            "use more data or a larger grid (--preset quick)"
         )
     for name, m in rows.items():
         fid, floor = m.get("fid", NAN), m.get("fid_floor", NAN)

@@ -62,7 +62,7 @@ def test_cli_compare_writes_everything(tmp_path):
     assert float(rows[2]["transport_cost"]) == 0.0 and float(rows[2]["color_preservation"]) == 1
     report = (out / "report.md").read_text()
     assert "| not-weak |" in report and "samples.png" in report and "test accuracy" in report
-    assert "loss.png" in report
+    assert "loss.png" in report and "weakest digits, with what it takes them for:" in report
     assert "identity" in res.stdout and "real target" in res.stdout
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

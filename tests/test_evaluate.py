@@ -16,7 +16,9 @@ import torch
 
 from otzoo.data import DataConfig, load_digit_set, load_pair
 from otzoo.data.transforms import RGBY_OCCUPANCY, unit_range
-from otzoo.evaluate import evaluate, reference_rows, score_outputs
+from otzoo.evaluate import evaluate, quality_warnings, reference_rows, score_outputs
+from otzoo.judge import Judge
+from otzoo.nets.classifier import Classifier3D
 from otzoo.report import METRIC_NAMES, json_safe
 from tests.conftest import JUDGE_DATA_SETTINGS, METRICS_OF_OTHER_MAPS
 
@@ -205,3 +207,17 @@ def test_lit_share_sees_a_hazy_map(data, judge):
     blue = torch.tensor([-0.5, -0.5, -0.2]).view(1, 3, 1, 1, 1)
     tinted = evaluate(lambda x: torch.maximum(x, blue.expand_as(x)), data, judge)
     assert tinted["color_preservation"] < 1.0 and tinted["color_purity"] < 0.5
+
+
+def test_a_weak_judge_is_named_with_the_digits_it_confuses():
+    """Below 0.90 the warning says where the errors are (a rotation makes sixes and nines one
+    shape); a judge at 0.95 gets no warning."""
+    counts = [[10 if t == p else 0 for p in range(10)] for t in range(10)]
+    counts[6][6], counts[6][9] = 5, 5
+    info = {"key": "k", "test_accuracy": 0.84, "test_confusion": counts}
+    net = Classifier3D(3, base=4, feature_dim=8)
+    (warning,) = quality_warnings({}, Judge(net, info, torch.device("cpu")))
+    assert "0.84" in warning and "6 0.50 (9)" in warning and "unreliable" in warning
+    assert (
+        quality_warnings({}, Judge(net, {**info, "test_accuracy": 0.95}, torch.device("cpu"))) == []
+    )
