@@ -149,17 +149,15 @@ def _batches(n: int, batch_size: int, total: int, g: torch.Generator) -> Iterato
             done += 1
 
 
-@torch.no_grad()
 def _confusion(
     model: Classifier3D, x: torch.Tensor, y: torch.Tensor, device: torch.device
 ) -> torch.Tensor:
     """[10, 10] counts, rows the true digit, columns the predicted one."""
+    if len(x) == 0:
+        return torch.zeros(10, 10, dtype=torch.int64)
     model.eval()
-    counts = torch.zeros(10, 10, dtype=torch.int64)
-    for i in range(0, len(x), 256):
-        pred = model(x[i : i + 256].to(device)).argmax(1).cpu()
-        counts += torch.bincount(y[i : i + 256] * 10 + pred, minlength=100).view(10, 10)
-    return counts
+    pred = batched_apply(model, x, 256, device).argmax(1)
+    return torch.bincount(y * 10 + pred, minlength=100).view(10, 10)
 
 
 def _accuracy(counts: torch.Tensor) -> float:
@@ -174,9 +172,10 @@ def weakest_digits(info: dict[str, Any], n: int = 2) -> str:
         return "-"
     counts = torch.tensor(info["test_confusion"])
     totals = counts.sum(dim=1)
-    acc = torch.where(totals > 0, counts.diagonal() / totals.clamp(min=1), torch.inf)
+    acc = counts.diagonal() / totals.clamp(min=1)
     wrong = counts.clone().fill_diagonal_(-1)
-    order = [d for d in acc.argsort().tolist() if totals[d] > 0][:n]
+    present = [d for d in range(len(counts)) if totals[d] > 0]  # digits absent: not ranked
+    order = sorted(present, key=lambda d: float(acc[d]))[:n]
     return ", ".join(f"{d} {float(acc[d]):.2f} ({int(wrong[d].argmax())})" for d in order)
 
 
