@@ -26,6 +26,7 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError
 from otzoo.nets import MLP, ResNet3D, UNet3D
+from otzoo.nets.common import zero_output
 from otzoo.nets.icnn import ConvICNN3D, DenseICNN, QuadraticPlus, potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
@@ -101,15 +102,13 @@ def build_potential(c: AmortizedConfig, info: PairInfo) -> nn.Module:
                 strong_convexity=c.strong_convexity,
             )
         return DenseICNN(info.x_dim, hidden=c.hidden or None, strong_convexity=c.strong_convexity)
+    # zero_output: f = const + 0.5*||x||^2 at init, so grad f is the identity
     if voxel:
         net = ResNet3D(info.x_shape[0], base=c.f_base, levels=c.f_levels, activation=c.activation)
-        last = net.out
-        net = _Scaled(net, info.x_dim)  # ResNet3D averages over voxels; f must sum
+        net = _Scaled(zero_output(net), info.x_dim)  # ResNet3D averages over voxels; f must sum
     else:
         net = MLP(info.x_dim, 1, hidden=_widths(c.hidden, info.x_dim), activation=c.activation)
-        last = net.head
-    nn.init.zeros_(last.weight)  # f = const + 0.5*||x||^2 at init: grad f is the identity
-    nn.init.zeros_(last.bias)
+        net = zero_output(net)
     return QuadraticPlus(net)
 
 

@@ -372,7 +372,9 @@ def _signal_masks(pid: int) -> str:
     lines = []
     for status in sorted(Path(f"/proc/{pid}/task").glob("*/status")):
         try:
-            fields = dict(ln.split(":\t", 1) for ln in status.read_text().splitlines() if ":\t" in ln)
+            fields = dict(
+                ln.split(":\t", 1) for ln in status.read_text().splitlines() if ":\t" in ln
+            )
         except OSError:
             continue
         sig = " ".join(f"{k}={fields.get(k, '?').strip()}" for k in ("SigPnd", "SigBlk", "SigIgn"))

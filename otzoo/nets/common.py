@@ -107,3 +107,16 @@ def ema_update(avg: nn.Module, live: nn.Module, decay: float) -> None:
     torch._foreach_lerp_(list(avg.parameters()), list(live.parameters()), 1.0 - decay)
     for a, b in zip(avg.buffers(), live.buffers(), strict=True):
         a.copy_(b)
+
+
+def zero_output(net: nn.Module) -> nn.Module:
+    """Zero a scalar net's output layer (ResNet3D's `out`, MLP's `head`), so it starts as a
+    constant: a potential 0.5 ||x||^2 + net(x) then maps by the identity at init, where an
+    untrained net's gradient would move every input at random (ENOT on voxels: 1.9 per voxel
+    in [-1, 1] data)."""
+    last = net.out if hasattr(net, "out") else getattr(net, "head", None)
+    if not isinstance(last, nn.Linear):
+        raise ConfigError(f"{type(net).__name__} has no linear output layer (out or head) to zero")
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return net

@@ -87,3 +87,20 @@ def test_wrong_input_channels_raise():
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ConfigError):
         ResNet3D(3, **kwargs)
+
+
+def test_zero_output_makes_the_potential_constant_with_zero_gradient():
+    from otzoo.nets import MLP
+    from otzoo.nets.common import zero_output
+
+    torch.manual_seed(0)
+    net = ResNet3D(3, base=4, levels=1)
+    x = _voxels(3, 3, 8).requires_grad_(True)
+    assert net(x).std() > 0  # an untrained net is not constant
+    zero_output(net)
+    out = net(x)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert torch.equal(out, torch.zeros(3)) and torch.equal(grad, torch.zeros_like(x))
+    assert torch.equal(zero_output(MLP(4, 1, hidden=(8,)))(torch.randn(2, 4)), torch.zeros(2))
+    with pytest.raises(ConfigError, match="no linear output layer"):
+        zero_output(torch.nn.Conv3d(3, 1, 1))

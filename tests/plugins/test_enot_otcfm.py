@@ -137,11 +137,15 @@ def test_enot_gradient_form_runs_on_voxels():
     config = cls.make_config({"map": "gradient", "bidirectional": True, "g_base": 4,
                               "g_levels": 1})  # fmt: skip
     solver = cls(config, info, CPU)
+    # identity at init: an unzeroed net's gradient, times the 12,288-voxel cost scale, moved
+    # every voxel by ~2 in [-1, 1] data before the first step
+    assert torch.allclose(solver.transport(x[:2]), x[:2], atol=1e-5)
     losses = fit(solver, tensor_batches(x, y, 4), 3)
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
     with torch.no_grad():
         out = solver.transport(x[:2])
     assert out.shape == x[:2].shape and torch.isfinite(out).all()
+    assert not torch.allclose(out, x[:2], atol=1e-5)  # and it learns away from it
 
 
 @pytest.mark.parametrize(
