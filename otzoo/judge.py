@@ -42,6 +42,7 @@ from otzoo.runtime import (
 # Part of the cache key: bump when training changes meaning. 2: always trained on the CPU with
 # one thread and deterministic kernels, so a judge is a pure function of its key.
 JUDGE_FORMAT = "otzoo-judge-2"
+DIGITS = 10  # the judge's classes: the digits 0-9
 
 
 @dataclass(frozen=True)
@@ -152,12 +153,12 @@ def _batches(n: int, batch_size: int, total: int, g: torch.Generator) -> Iterato
 def _confusion(
     model: Classifier3D, x: torch.Tensor, y: torch.Tensor, device: torch.device
 ) -> torch.Tensor:
-    """[10, 10] counts, rows the true digit, columns the predicted one."""
+    """[DIGITS, DIGITS] counts, rows the true digit, columns the predicted one."""
     if len(x) == 0:
-        return torch.zeros(10, 10, dtype=torch.int64)
+        return torch.zeros(DIGITS, DIGITS, dtype=torch.int64)
     model.eval()
     pred = batched_apply(model, x, 256, device).argmax(1)
-    return torch.bincount(y * 10 + pred, minlength=100).view(10, 10)
+    return torch.bincount(y * DIGITS + pred, minlength=DIGITS**2).view(DIGITS, DIGITS)
 
 
 def _accuracy(counts: torch.Tensor) -> float:
@@ -210,7 +211,7 @@ def _train_judge(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = Classifier3D(
-            x_tr.shape[1], 10, base=cfg.base, feature_dim=cfg.feature_dim, dropout=cfg.dropout
+            x_tr.shape[1], DIGITS, base=cfg.base, feature_dim=cfg.feature_dim, dropout=cfg.dropout
         )
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         per_epoch = len(x_tr) // cfg.batch_size
@@ -258,7 +259,7 @@ def _build(info: dict[str, Any]) -> Classifier3D:
     j = info["judge"]
     return Classifier3D(
         int(info["in_channels"]),
-        10,
+        DIGITS,
         base=j["base"],
         feature_dim=j["feature_dim"],
         dropout=j["dropout"],
