@@ -109,12 +109,15 @@ class ENOT(Solver):
     def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
         """The bidirectional gradient form is the default for both kinds (3-5, quick, seed 0,
         10 min: 0.87 target accuracy against 0.46 for the network map). Vectors beyond tiny:
-        3 x 256 potentials, 28,000 steps of batch 256, lr 1e-3 with a cosine decay (~8.5 CPU min per
-        W2 cell on one thread). Measured on the W2 benchmark (seed 0, UVP %, dim 8 unless
-        said; benchmarks/w2_bench.md): network map 10.5, one-way gradient 5.72, bidirectional
-        1.9 (10k steps, 3 x 128); 40k steps 3 x 128: 0.559 (dim 16 1.31, dim 32 3.57); 28k
-        steps 3 x 256: 0.574 (dim 32 2.44)."""
-        if vector_dim(spec) is None or preset == "tiny":
+        3 x 256 potentials, lr 1e-3 with a cosine decay; 28,000 steps of batch 256 below dim 16,
+        50,000 of batch 128 from 16 on (7-9 CPU min per W2 cell on one thread). Measured on the
+        W2 benchmark (seed 0, UVP %, dim 8 unless said; benchmarks/w2_bench.md): network map
+        10.5, one-way gradient 5.72, bidirectional 1.9 (10k steps, 3 x 128); 40k steps 3 x 128:
+        0.559 (dim 16 1.31, dim 32 3.57); 28k steps 3 x 256: 0.574 (dim 32 2.44). Batch 128 at
+        50k steps: dim 32 1.67, dim 16 0.735 (batch 256: 0.784), but dim 4 0.313 (0.283) and
+        dim 2 0.0519 at 45k (0.0483): so the switch at 16, as in the saddle presets."""
+        dim = vector_dim(spec)
+        if dim is None or preset == "tiny":
             return {}
         if preset == "full":  # the paper's own W2 run (300k steps: hours on a CPU, not measured)
             return {
@@ -128,10 +131,11 @@ class ENOT(Solver):
                 "expectile_weight": 0.5,
                 "lr_schedule": "cosine",
             }
+        high = dim >= 16
         return {
             "hidden": (256, 256, 256),
-            "batch_size": 256,
-            "steps": 28000,
+            "batch_size": 128 if high else 256,
+            "steps": 50000 if high else 28000,
             "lr_t": 1e-3,
             "lr_g": 1e-3,
             "lr_schedule": "cosine",
