@@ -56,6 +56,7 @@ class ENOTConfig(SolverConfig):
     t_depth: int = 2  # UNet3D levels
     g_base: int = 16  # voxel potential: ResNet3D width
     g_levels: int = 2  # ResNet3D levels
+    g_norm: str = "group"  # the voxel potentials' normalisation: group | none (as not's f_norm)
     map: str = "gradient"  # "gradient": T = grad of a potential; "network": T(x) from a network
     bidirectional: bool = True  # gradient form: alternate forward and inverse steps
     ema: float = 0.0  # >0: transport with an exponential moving average of the map's network
@@ -64,6 +65,7 @@ class ENOTConfig(SolverConfig):
         super().__post_init__()
         check_value("expectile", self.expectile, lambda v: 0.5 <= v <= 1, "a number in [0.5, 1]")
         check_value("map", self.map, lambda v: v in ("network", "gradient"), "network or gradient")
+        check_value("g_norm", self.g_norm, lambda v: v in ("group", "none"), "group | none")
         if self.bidirectional and self.map != "gradient":
             raise ConfigError(
                 "bidirectional=true needs map=gradient (both directions use a potential's "
@@ -154,7 +156,7 @@ class ENOT(Solver):
         self.cost_scale = float(info.x_dim) if voxel else 1.0  # voxels: per-element mean
 
         def potential() -> nn.Module:
-            return potential_net(info, c.g_base, c.g_levels, c.hidden, activation=c.activation)
+            return potential_net(info, c.g_base, c.g_levels, c.hidden, c.g_norm, c.activation)
 
         if c.map == "gradient":
             # F = 0.5 ||x||^2 / s + net(x), so s grad F(x) = x + s grad net(x). On voxels s is

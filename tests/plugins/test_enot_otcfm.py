@@ -128,15 +128,19 @@ def test_enot_forms_learn_the_gaussian_map():
     assert (back - x).square().sum(1).mean() < 0.2 * (tx - x).square().sum(1).mean()
 
 
-def test_enot_gradient_form_runs_on_voxels():
+@pytest.mark.parametrize("norm", ["group", "none"])
+def test_enot_gradient_form_runs_on_voxels(norm):
     from otzoo.testing import tiny_problem
     from tests.conftest import fit, tensor_batches
 
     cls = get_solver("enot")
     info, x, y = tiny_problem("voxel")
     config = cls.make_config({"map": "gradient", "bidirectional": True, "g_base": 4,
-                              "g_levels": 1})  # fmt: skip
+                              "g_levels": 1, "g_norm": norm})  # fmt: skip
     solver = cls(config, info, CPU)
+    for name in ("f", "g"):  # g_norm reaches both potentials
+        has_norm = any(isinstance(m, torch.nn.GroupNorm) for m in solver.modules[name].modules())
+        assert has_norm == (norm == "group")
     # identity at init: an unzeroed net's gradient, times the 12,288-voxel cost scale, moved
     # every voxel by ~2 in [-1, 1] data before the first step
     assert torch.allclose(solver.transport(x[:2]), x[:2], atol=1e-5)
