@@ -116,9 +116,9 @@ class ENOT(Solver):
     def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
         """The bidirectional gradient form is the default for both kinds (3-5, quick, seed 0,
         10 min: 0.87 target accuracy against 0.46 for the network map; the one-way gradient form
-        0.26 at 3 min against 0.57). Vectors beyond tiny:
-        3 x 256 potentials, lr 1e-3 with a cosine decay; 28,000 steps of batch 256 below dim 16,
-        50,000 of batch 128 from 16 on (7-9 CPU min per W2 cell on one thread). Measured on the
+        0.26 at 3 min against 0.57). Vectors beyond tiny: 3 x 256 potentials, lr 1e-3 with a
+        cosine decay; 28,000 steps of batch 256 below dim 16, 50,000 of batch 128 from 16 on
+        (7-9 CPU min per W2 cell on one thread). Measured on the
         W2 benchmark (seed 0, UVP %, dim 8 unless said; benchmarks/w2_bench.md): network map
         10.5, one-way gradient 5.72, bidirectional 1.9 (10k steps, 3 x 128); 40k steps 3 x 128:
         0.559 (dim 16 1.31, dim 32 3.57); 28k steps 3 x 256: 0.574 (dim 32 2.44). Batch 128 at
