@@ -36,7 +36,7 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, UNet3D
-from otzoo.nets.common import ema_copy, ema_update, zero_output
+from otzoo.nets.common import NORMS, ema_copy, ema_update, zero_output
 from otzoo.nets.icnn import QuadraticPlus, potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 from otzoo_plugins.saddle import potential_net
@@ -65,7 +65,7 @@ class ENOTConfig(SolverConfig):
         super().__post_init__()
         check_value("expectile", self.expectile, lambda v: 0.5 <= v <= 1, "a number in [0.5, 1]")
         check_value("map", self.map, lambda v: v in ("network", "gradient"), "network or gradient")
-        check_value("g_norm", self.g_norm, lambda v: v in ("group", "none"), "group | none")
+        check_value("g_norm", self.g_norm, lambda v: v in NORMS, " | ".join(NORMS))
         if self.bidirectional and self.map != "gradient":
             raise ConfigError(
                 "bidirectional=true needs map=gradient (both directions use a potential's "
@@ -118,10 +118,10 @@ class ENOT(Solver):
         10 min: 0.87 target accuracy against 0.46 for the network map; the one-way gradient form
         0.26 at 3 min against 0.57). Vectors beyond tiny: 3 x 256 potentials, lr 1e-3 with a
         cosine decay; 28,000 steps of batch 256 below dim 16, 50,000 of batch 128 from 16 on
-        (7-9 CPU min per W2 cell on one thread). Measured on the
-        W2 benchmark (seed 0, UVP %, dim 8 unless said; benchmarks/w2_bench.md): network map
-        10.5, one-way gradient 5.72, bidirectional 1.9 (10k steps, 3 x 128); 40k steps 3 x 128:
-        0.559 (dim 16 1.31, dim 32 3.57); 28k steps 3 x 256: 0.574 (dim 32 2.44). Batch 128 at
+        (7-9 CPU min per W2 cell on one thread). Measured on the W2 benchmark (seed 0, UVP %,
+        dim 8 unless said; benchmarks/w2_bench.md): network map 10.5, one-way gradient 5.72,
+        bidirectional 1.9 (10k steps, 3 x 128); 40k steps 3 x 128: 0.559 (dim 16 1.31, dim 32
+        3.57); 28k steps 3 x 256: 0.574 (dim 32 2.44). Batch 128 at
         50k steps: dim 32 1.67, dim 16 0.735 (batch 256: 0.784), but dim 4 0.313 (0.283) and
         dim 2 0.0519 at 45k (0.0483): so the switch at 16, as in the saddle presets."""
         dim = vector_dim(spec)

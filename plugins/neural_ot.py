@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from otzoo.data.spec import PairSpec
 from otzoo.errors import check_value
+from otzoo.nets.common import NORMS
 from otzoo.solver import PairInfo
 from otzoo_plugins.saddle import (
     SaddleConfig,
@@ -39,7 +40,7 @@ class NOTConfig(SaddleConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_value("weight_decay", self.weight_decay, lambda v: v >= 0, "a number >= 0")
-        check_value("f_norm", self.f_norm, lambda v: v in ("group", "none"), "group | none")
+        check_value("f_norm", self.f_norm, lambda v: v in NORMS, " | ".join(NORMS))
 
 
 @dataclass(frozen=True)

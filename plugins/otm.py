@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from otzoo.data.spec import PairSpec
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import UNet3D
+from otzoo.nets.common import NORMS
 from otzoo.nets.icnn import QuadraticPlus, potential_gradient
 from otzoo.solver import PairInfo
 from otzoo_plugins.saddle import (
@@ -62,7 +63,7 @@ class OTMConfig(SaddleConfig):
         for key in ("beta1", "beta2"):
             check_value(key, getattr(self, key), lambda v: 0 <= v < 1, "a number in [0, 1)")
         check_value("lam_go", self.lam_go, lambda v: v >= 0, "a number >= 0 (0: off)")
-        check_value("psi_norm", self.psi_norm, lambda v: v in ("group", "none"), "group | none")
+        check_value("psi_norm", self.psi_norm, lambda v: v in NORMS, " | ".join(NORMS))
 
 
 _PRESETS = {
