@@ -203,7 +203,9 @@ def test_lit_share_sees_a_hazy_map(data, judge):
     hazy = evaluate(lambda x: torch.maximum(x, torch.full_like(x, -0.7)), data, judge)
     assert clean["lit_share"] < 0.5 and hazy["lit_share"] == 1.0
     assert hazy["color_preservation"] == clean["color_preservation"]
-    assert hazy["color_purity"] == 1.0  # a gray haze carries no hue: purity does not count it
+    assert hazy["color_purity"] == 1.0  # 0.15 is not above the lit threshold: not counted
+    foggy = evaluate(lambda x: torch.maximum(x, torch.full_like(x, -0.4)), data, judge)
+    assert foggy["color_purity"] < 0.5  # a lit gray fog (0.3) is no digit's color
     blue = torch.tensor([-0.5, -0.5, -0.2]).view(1, 3, 1, 1, 1)
     tinted = evaluate(lambda x: torch.maximum(x, blue.expand_as(x)), data, judge)
     assert tinted["color_preservation"] < 1.0 and tinted["color_purity"] < 0.5

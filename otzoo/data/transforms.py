@@ -25,6 +25,10 @@ HUE_BIN_MARGIN = 0.02  # hues stay this share of a bin away from its edges: labe
 LIT_THRESHOLD = 0.15  # a voxel is lit when its brightest channel, in [0, 1], exceeds this
 CHROMA_EPS = 1e-3  # a mean lit color closer than this to gray has no dominant color
 VOXEL_CHROMA = 0.05  # a lit voxel closer than this to gray (rgby strokes at V ~ 1) has no hue
+# an achromatic lit voxel whose darkest channel reaches this is white, as rgby stroke centres are
+# (their darkest channel is >= 0.94); dimmer gray is in no real digit of any variant (every lit
+# voxel of real data has brightness 1: its occupancy channels), so it counts as a wrong color
+VOXEL_WHITE = 0.85
 
 
 def palette(coloring: str) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 
 from otzoo.data.transforms import (
     VOXEL_CHROMA,
+    VOXEL_WHITE,
     dominant_color,
     lit_voxels,
     nearest_hue,
@@ -56,13 +57,15 @@ def color_preservation(
 
 
 def color_purity(tx: torch.Tensor, color_labels: torch.Tensor, palette: torch.Tensor) -> float:
-    """Mean over outputs of the share of their colored lit voxels whose hue is the input's color.
+    """Mean over outputs of the share of their lit voxels that show the input's color.
 
     Where `color_preservation` votes on the mean color (a map that speckles a digit with other
-    colors over a colored fog still passes it), this looks at every voxel: lit (brightest
-    channel above LIT_THRESHOLD) and not gray (rgby strokes at full brightness are white and
-    carry no hue), the nearest palette hue must be the input's. An output with no such voxel
-    scores 0 (it kept no color). Inputs and real digits score 1.
+    colors over a colored fog still passes it), this looks at every lit voxel (brightest channel
+    above LIT_THRESHOLD): right when its nearest palette hue is the input's, or when it is white
+    (achromatic with its darkest channel >= VOXEL_WHITE: rgby stroke centres at V ~ 1 are);
+    wrong when another hue or a dim gray, which no real digit has (a map that draws new strokes
+    without a color draws them gray). An output with no hued lit voxel scores 0 (it kept no
+    color). Inputs and real digits score 1.
     """
     labels = torch.as_tensor(color_labels).reshape(-1).cpu()
     if tx.dim() != 5 or tx.shape[0] != labels.shape[0] or labels.shape[0] == 0:
@@ -72,11 +75,12 @@ def color_purity(tx: torch.Tensor, color_labels: torch.Tensor, palette: torch.Te
         )
     u = unit_range(tx.detach()).cpu()
     hue = nearest_hue(u.movedim(1, -1), palette.cpu(), VOXEL_CHROMA)  # [N, D, H, W]
-    colored = lit_voxels(u) & (hue >= 0)
-    right = colored & (hue == labels.view(-1, 1, 1, 1))
-    n_colored = colored.flatten(1).sum(1).double()
-    share = right.flatten(1).sum(1).double() / n_colored.clamp(min=1)
-    return float(share.mean())
+    lit = lit_voxels(u)
+    white = (hue < 0) & (u.amin(dim=1) >= VOXEL_WHITE)
+    right = lit & ((hue == labels.view(-1, 1, 1, 1)) | white)
+    share = right.flatten(1).sum(1).double() / lit.flatten(1).sum(1).double().clamp(min=1)
+    hued = (lit & (hue >= 0)).flatten(1).any(1)
+    return float(torch.where(hued, share, torch.zeros_like(share)).mean())
 
 
 def worst_color_accuracy(hits: torch.Tensor, color_labels: torch.Tensor) -> float:

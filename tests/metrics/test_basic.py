@@ -259,19 +259,22 @@ def _voxels(colors: list[list[tuple[float, float, float]]]) -> torch.Tensor:
     return (t.permute(0, 2, 1)[:, :, None, None, :] * 2 - 1).contiguous()
 
 
-def test_color_purity_counts_colored_lit_voxels_of_the_input_color():
+def test_color_purity_counts_lit_voxels_of_the_input_color():
     pal = transforms.palette("rgby")  # red, yellow, green, blue at V = 0.5
     red, blue, white, dark = (1, 0.4, 0.4), (0.3, 0.3, 1), (1, 1, 1), (0.05, 0.0, 0.0)
+    gray = (0.4, 0.4, 0.4)  # dim and achromatic: in no real digit
     x = _voxels(
         [
-            [red, red, red, blue],  # 3 of 4 colored voxels red
-            [red, white, white, dark],  # one colored voxel (white is gray, dark is unlit): red
-            [white, dark, dark, dark],  # no colored voxel at all: scores 0
+            [red, red, red, blue],  # 3 of 4 lit voxels red
+            [red, white, white, dark],  # white counts as right (rgby stroke centres), dark is unlit
+            [white, dark, dark, dark],  # no hued voxel at all: scores 0
+            [red, red, gray, gray],  # a stroke drawn without color: the gray half is wrong
         ]
     )
-    labels = torch.tensor([0, 0, 0])
-    assert color_purity(x, labels, pal) == pytest.approx((0.75 + 1.0 + 0.0) / 3)
-    assert color_purity(x, torch.tensor([3, 3, 3]), pal) == pytest.approx(0.25 / 3)
+    labels = torch.tensor([0, 0, 0, 0])
+    assert color_purity(x, labels, pal) == pytest.approx((0.75 + 1.0 + 0.0 + 0.5) / 4)
+    blue_labels = torch.tensor([3, 3, 3, 3])
+    assert color_purity(x, blue_labels, pal) == pytest.approx((0.25 + 2 / 3 + 0.0 + 0.0) / 4)
     with pytest.raises(ValueError, match="color labels"):
         color_purity(x, labels[:2], pal)
 
