@@ -57,6 +57,7 @@ class ENOTConfig(SolverConfig):
     g_base: int = 16  # voxel potential: ResNet3D width
     g_levels: int = 2  # ResNet3D levels
     g_norm: str = "group"  # the voxel potentials' normalisation: group | none (as not's f_norm)
+    g_context: bool = False  # voxel potentials: FiLM from the input's channel means (its color)
     map: str = "gradient"  # "gradient": T = grad of a potential; "network": T(x) from a network
     bidirectional: bool = True  # gradient form: alternate forward and inverse steps
     ema: float = 0.0  # >0: transport with an exponential moving average of the map's network
@@ -156,7 +157,9 @@ class ENOT(Solver):
         self.cost_scale = float(info.x_dim) if voxel else 1.0  # voxels: per-element mean
 
         def potential() -> nn.Module:
-            return potential_net(info, c.g_base, c.g_levels, c.hidden, c.g_norm, c.activation)
+            return potential_net(
+                info, c.g_base, c.g_levels, c.hidden, c.g_norm, c.activation, c.g_context
+            )
 
         if c.map == "gradient":
             # F = 0.5 ||x||^2 / s + net(x), so s grad F(x) = x + s grad net(x). On voxels s is

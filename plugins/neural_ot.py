@@ -36,6 +36,7 @@ class NOTConfig(SaddleConfig):
     f_base: int = 16  # ResNet3D potential width
     f_levels: int = 2  # ResNet3D levels (each halves the grid)
     f_norm: str = "group"  # potential's normalisation: group | none (none sees faint haze)
+    f_context: bool = False  # voxel potential: FiLM from the input's channel means (its color)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,7 +92,10 @@ class NeuralOT(SaddleSolver):
     summary = "Neural OT, strong quadratic cost (Korotin et al. 2023): UNet map vs ResNet potential"
     tags = frozenset({"voxel", "vector", "neural"})
     Config = NOTConfig
-    presets = _PRESETS
+    # quick adds the context FiLM to T and f (3-5, 350 steps, one thread, 2026-12-04, seeds 0 / 1):
+    # target accuracy 1.00 / 0.95 against 0.90 / 0.86, worst color 1.00 / 0.91 against 0.76 /
+    # 0.78, fid 17.7 / 16.0 against 25.3 / 45.8, purity unchanged (0.82 / 0.84), same step cost
+    presets = {**_PRESETS, "quick": {**_PRESETS["quick"], "t_context": True, "f_context": True}}
     potential_key = "f"
 
     @classmethod
@@ -104,7 +108,7 @@ class NeuralOT(SaddleSolver):
 
     def build_nets(self, c: NOTConfig, info: PairInfo) -> tuple[nn.Module, nn.Module]:
         T = map_net(c, info, self.noise_channels)
-        return T, potential_net(info, c.f_base, c.f_levels, c.hidden, c.f_norm)
+        return T, potential_net(info, c.f_base, c.f_levels, c.hidden, c.f_norm, context=c.f_context)
 
     def potential_lr(self) -> float:
         return self.config.lr_f

@@ -34,6 +34,7 @@ class SaddleConfig(SolverConfig):
     t_depth: int = 2  # UNet3D levels (each halves the grid)
     t_residual: bool = True  # identity-initialised map: x + head(x), head starts at zero
     t_clamp: bool = False  # voxels: clip T's output to the data range [-1, 1]
+    t_context: bool = False  # voxels: FiLM T's stages from the input's per-channel mean
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
     ema: float = 0.0  # >0: transport with an exponential moving average of T (damps swings)
     r1: float = 0.0  # >0: gradient penalty r1/2 E||grad potential(y)||^2 on real targets
@@ -74,6 +75,7 @@ def map_net(c: SaddleConfig, info: PairInfo, noise_channels: int = 0) -> nn.Modu
             noise_channels=noise_channels,
             residual=c.t_residual,
             clamp=(-1.0, 1.0) if c.t_clamp else None,
+            context=c.t_context,
         )
     return VectorMap(info.x_dim, info.y_dim, c.hidden, noise_channels, c.t_residual)
 
@@ -85,11 +87,12 @@ def potential_net(
     hidden: tuple[int, ...],
     norm: str = "group",
     activation: str = "silu",
+    context: bool = False,
 ) -> nn.Module:
-    """The potential on target samples: a ResNet3D for voxels, an MLP (of `activation`) for
-    vectors."""
+    """The potential on target samples: a ResNet3D for voxels (`context`: FiLM from the input's
+    channel means), an MLP (of `activation`) for vectors."""
     if info.kind == "voxel":
-        return ResNet3D(info.y_shape[0], base=base, levels=levels, norm=norm)
+        return ResNet3D(info.y_shape[0], base=base, levels=levels, norm=norm, context=context)
     return MLP(info.y_dim, 1, hidden=hidden, activation=activation)
 
 

@@ -4,6 +4,11 @@ Pre-activation residual blocks, a stride-2 conv between levels (doubling the cha
 final norm + activation, global average pooling and one linear layer. GroupNorm only: a
 potential is evaluated on several different batches within one OT step, and its value for a
 sample must not depend on which batch it came in.
+
+With `context=True` the input's per-channel mean scales and shifts the features after every
+residual block and after the final norm (FiLM, zero at init): GroupNorm centres a sample-wide
+offset away, so without it the potential can hardly make its value, and with it its gradient,
+depend on a property of the whole sample such as a digit's color.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class ResNet3D(nn.Module):
         levels: int = 2,
         norm: str = "group",
         activation: str = "silu",
+        context: bool = False,
     ) -> None:
         super().__init__()
         check_positive(in_channels=in_channels, base=base, blocks=blocks, levels=levels)
@@ -73,9 +79,30 @@ class ResNet3D(nn.Module):
         layers += [_norm(widths[-1], norm), make_activation(activation)]
         self.body = nn.Sequential(*layers)
         self.out = nn.Linear(widths[-1], 1)
+        # FiLM after each residual block and after the final activation (the body's last layer)
+        self.film_at = [i for i, layer in enumerate(layers) if isinstance(layer, ResBlock3D)]
+        self.film_at.append(len(layers) - 1)
+        self.films = nn.ModuleList(
+            nn.Linear(in_channels, 2 * layers[i].body[-1].out_channels)
+            if isinstance(layers[i], ResBlock3D)
+            else nn.Linear(in_channels, 2 * widths[-1])
+            for i in (self.film_at if context else [])
+        )
+        for film in self.films:
+            nn.init.zeros_(film.weight)
+            nn.init.zeros_(film.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One potential value per sample."""
         check_voxels(x, self.in_channels, "ResNet3D")
-        h = self.body(x).mean(dim=(2, 3, 4))
-        return self.out(h).squeeze(-1)
+        if not self.films:
+            return self.out(self.body(x).mean(dim=(2, 3, 4))).squeeze(-1)
+        films = dict(zip(self.film_at, self.films, strict=True))
+        mean = x.mean(dim=(2, 3, 4))
+        h = x
+        for i, layer in enumerate(self.body):
+            h = layer(h)
+            if i in films:
+                scale, shift = films[i](mean)[:, :, None, None, None].chunk(2, dim=1)
+                h = h * (1 + scale) + shift
+        return self.out(h.mean(dim=(2, 3, 4))).squeeze(-1)

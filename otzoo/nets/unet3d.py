@@ -7,7 +7,10 @@ x + head(features) and the head starts at zero, so T is exactly the identity at 
 where an OT map for a small displacement should start. With `cond_dim > 0` a vector
 cond [N, cond_dim] (e.g. a flow's time embedding) scales and shifts every stage's features
 (FiLM: h * (1 + scale) + shift, zero at init), so the condition reaches every level instead
-of entering once as an input channel that the first GroupNorm mostly centres away.
+of entering once as an input channel that the first GroupNorm mostly centres away. With
+`context=True` the input's per-channel mean joins that condition: a property of the whole
+sample, such as a digit's color, then reaches every stage, where GroupNorm would centre a
+sample-wide offset away, so a stroke the map draws where the input has none can take it.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class UNet3D(nn.Module):
         activation: str = "silu",
         clamp: tuple[float, float] | None = None,
         cond_dim: int = 0,
+        context: bool = False,
     ) -> None:
         super().__init__()
         if clamp is not None and not clamp[0] < clamp[1]:
@@ -81,6 +85,7 @@ class UNet3D(nn.Module):
         self.residual = residual
         self.clamp = clamp
         self.cond_dim = cond_dim
+        self.context = context
 
         widths = [base * 2**level for level in range(depth + 1)]
         self.stem = nn.Sequential(
@@ -104,8 +109,9 @@ class UNet3D(nn.Module):
         )
         self.head = nn.Conv3d(widths[0], out_channels, kernel_size=1)
         # one (scale, shift) pair per stage, in forward's order: stem, downs, ups (deepest first)
-        stages = [widths[0], *widths[1:], *reversed(widths[:-1])] if cond_dim else []
-        self.films = nn.ModuleList(nn.Linear(cond_dim, 2 * w) for w in stages)
+        film_in = cond_dim + (in_channels if context else 0)
+        stages = [widths[0], *widths[1:], *reversed(widths[:-1])] if film_in else []
+        self.films = nn.ModuleList(nn.Linear(film_in, 2 * w) for w in stages)
         for film in self.films:
             nn.init.zeros_(film.weight)
             nn.init.zeros_(film.bias)
@@ -155,21 +161,25 @@ class UNet3D(nn.Module):
     def _films(
         self, x: torch.Tensor, cond: torch.Tensor | None
     ) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-        """One feature transform per stage: FiLM from cond, or the identity without cond_dim."""
-        if not self.cond_dim:
-            if cond is not None:
-                raise NetConfigError(
-                    "UNet3D got cond but was built with cond_dim=0; drop cond or build it "
-                    "with cond_dim > 0"
-                )
+        """One feature transform per stage: FiLM from cond (and the input's per-channel mean
+        with `context`), or the identity without either."""
+        if not self.cond_dim and cond is not None:
+            raise NetConfigError(
+                "UNet3D got cond but was built with cond_dim=0; drop cond or build it "
+                "with cond_dim > 0"
+            )
+        if not self.films:
             return [lambda h: h] * (1 + 2 * self.depth)
-        if cond is None or list(cond.shape) != [x.shape[0], self.cond_dim]:
+        if self.cond_dim and (cond is None or list(cond.shape) != [x.shape[0], self.cond_dim]):
             got = None if cond is None else list(cond.shape)
             raise NetConfigError(
                 f"UNet3D was built with cond_dim={self.cond_dim} and needs cond of shape "
                 f"{[x.shape[0], self.cond_dim]}, got {got}"
             )
-        cond = cond.to(dtype=x.dtype)
+        parts = [cond.to(dtype=x.dtype)] if self.cond_dim else []
+        if self.context:
+            parts.append(x.mean(dim=(2, 3, 4)))
+        cond = torch.cat(parts, dim=1)
 
         def film(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
             scale, shift = layer(cond)[:, :, None, None, None].chunk(2, dim=1)

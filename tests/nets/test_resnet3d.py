@@ -104,3 +104,23 @@ def test_zero_output_makes_the_potential_constant_with_zero_gradient():
     assert torch.equal(zero_output(MLP(4, 1, hidden=(8,)))(torch.randn(2, 4)), torch.zeros(2))
     with pytest.raises(ConfigError, match="no linear output layer"):
         zero_output(torch.nn.Conv3d(3, 1, 1))
+
+
+def test_context_films_start_at_zero_then_read_the_channel_means():
+    """context=True: the plain potential at init; once its FiLMs are non-zero the value (and its
+    gradient) depends on the input's per-channel mean, per sample (batch independent)."""
+    torch.manual_seed(0)
+    net = ResNet3D(3, base=4, levels=2, context=True)
+    plain = ResNet3D(3, base=4, levels=2)
+    plain.load_state_dict(net.state_dict(), strict=False)
+    x = _voxels(4, 3, 8)
+    assert len(net.films) == 2 + 1 and net.films[0].in_features == 3
+    assert torch.equal(net(x), plain(x))
+    with torch.no_grad():
+        for film in net.films:
+            film.weight.normal_(std=0.3)
+    assert (net(x) - plain(x)).abs().max() > 1e-3
+    assert torch.allclose(net(x)[1:2], net(x[1:2]), atol=1e-6)
+    x.requires_grad_(True)
+    net(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and all(f.weight.grad.abs().sum() > 0 for f in net.films)

@@ -195,6 +195,27 @@ def test_cond_films_start_as_the_identity_and_then_every_stage_listens():
         assert film.weight.grad.abs().sum() > 0, i
 
 
+def test_context_films_read_the_inputs_channel_means():
+    """context=True is FiLM from the input's per-channel mean (after any cond): the identity at
+    init, then the same net as one given that mean as its condition."""
+    torch.manual_seed(0)
+    net = UNet3D(3, base=4, depth=2, context=True)
+    x = _voxels(2, 3, 8)
+    assert torch.equal(net(x), x)  # residual head and films start at zero
+    assert [film.in_features for film in net.films] == [3] * (1 + 2 * 2)
+    with torch.no_grad():
+        for film in net.films:
+            film.weight.normal_(std=0.3)
+        net.head.weight.normal_(std=0.3)
+    twin = UNet3D(3, base=4, depth=2, cond_dim=3)
+    twin.load_state_dict(net.state_dict())
+    assert torch.allclose(net(x), twin(x, cond=x.mean(dim=(2, 3, 4))), atol=1e-6)
+    assert not torch.allclose(net(x), twin(x, cond=torch.zeros(2, 3)), atol=1e-3)
+    both = UNet3D(3, base=4, depth=1, cond_dim=2, context=True)
+    assert both.films[0].in_features == 5
+    assert both(x, cond=torch.randn(2, 2)).shape == x.shape
+
+
 def test_cond_required_forbidden_and_checked():
     x = _voxels(2, 3, 8)
     conditioned = UNet3D(3, base=4, depth=1, cond_dim=4)

@@ -164,3 +164,22 @@ def test_potential_norm_switch_reaches_the_voxel_potential(solver_id, key):
         return sum(isinstance(m, torch.nn.GroupNorm) for m in net.modules())
 
     assert norms("group") > 0 and norms("none") == 0
+
+
+def test_context_switches_reach_both_voxel_nets_and_not_quick_uses_them():
+    """`t_context` / `f_context` give T and f FiLMs that read the input's channel means (3 for
+    rgby voxels); off, neither has any. `not`'s quick preset turns both on, `not-weak`'s not."""
+    info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
+
+    def films(config: dict) -> tuple[int, int]:
+        solver = NOT(NOT.make_config(config), info, torch.device("cpu"))
+        return len(solver.T.films), len(solver.potential.films)
+
+    assert films({}) == (0, 0)
+    t_films, f_films = films({"t_context": True, "f_context": True})
+    assert t_films > 0 and f_films > 0
+    solver = NOT(NOT.make_config({"t_context": True}), info, torch.device("cpu"))
+    assert {film.in_features for film in solver.T.films} == {3}
+    quick = resolve(NOT, "3-5", "quick").solver_config
+    assert quick.t_context and quick.f_context
+    assert not resolve(WEAK, "3-5", "quick").solver_config.t_context
