@@ -391,7 +391,18 @@ def test_ctrl_c_with_jobs_2_kills_the_workers_and_exits_as_the_sequential_path(t
            "--preset", "tiny", "--steps", "100000", "--threads", "1", "--jobs", "2", "--quiet",
            "--out", str(out)]  # fmt: skip
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def as_a_terminal() -> None:
+        # A child inherits an ignored SIGINT, and Python then leaves it ignored: the hang this
+        # test showed in full CI runs was that (the suite's /proc SigIgn held SIGHUP, SIGINT and
+        # SIGQUIT: CI had been started as `nohup ... &`, a background job, whose shell ignores
+        # SIGINT and SIGQUIT for it). A terminal's Ctrl-C reaches a process that handles it.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=as_a_terminal,
+    )  # fmt: skip
     cells = ("3-5_none_extruded", "2-4_none_extruded")
     runs = [out / "cells" / c / "runs" / "not" / "config.json" for c in cells]
     try:
