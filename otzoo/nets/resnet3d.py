@@ -6,9 +6,9 @@ potential is evaluated on several different batches within one OT step, and its 
 sample must not depend on which batch it came in.
 
 With `context=True` the input's per-channel mean scales and shifts the features after every
-residual block and after the final norm (FiLM, zero at init): GroupNorm centres a sample-wide
-offset away, so without it the potential can hardly make its value, and with it its gradient,
-depend on a property of the whole sample such as a digit's color.
+residual block and after the final norm and activation (FiLM, zero at init): GroupNorm centres
+a sample-wide offset away, so without it the potential can hardly make its value, and with it
+its gradient, depend on a property of the whole sample such as a digit's color.
 """
 
 from __future__ import annotations
