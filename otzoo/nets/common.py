@@ -7,6 +7,7 @@ normalisation, one spelling of each activation) and reports bad arguments the sa
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -120,3 +121,18 @@ def zero_output(net: nn.Module) -> nn.Module:
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
     return net
+
+
+def film_layer(cond_dim: int, channels: int) -> nn.Linear:
+    """The generator of one FiLM: cond [N, cond_dim] -> (scale, shift) for `channels` features,
+    zero at init, so a net with FiLMs starts as the same net without them."""
+    layer = nn.Linear(cond_dim, 2 * channels)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def film(layer: nn.Module, cond: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """FiLM from `cond`: features h [N, C, D, H, W] -> h * (1 + scale) + shift."""
+    scale, shift = layer(cond)[:, :, None, None, None].chunk(2, dim=1)
+    return lambda h: h * (1 + scale) + shift

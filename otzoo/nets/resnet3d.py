@@ -20,6 +20,8 @@ from otzoo.nets.common import (
     check_norm,
     check_positive,
     check_voxels,
+    film,
+    film_layer,
     group_count,
     make_activation,
 )
@@ -72,25 +74,21 @@ class ResNet3D(nn.Module):
 
         widths = [base * 2**level for level in range(levels)]
         layers: list[nn.Module] = [nn.Conv3d(in_channels, widths[0], 3, padding=1)]
+        # body index -> channels there: a FiLM after each residual block and after the final
+        # norm and activation (the body's last layer)
+        film_widths: dict[int, int] = {}
         for level, width in enumerate(widths):
             if level > 0:
                 layers.append(nn.Conv3d(widths[level - 1], width, 3, stride=2, padding=1))
-            layers.extend(ResBlock3D(width, norm, activation) for _ in range(blocks))
+            for _ in range(blocks):
+                film_widths[len(layers)] = width
+                layers.append(ResBlock3D(width, norm, activation))
         layers += [_norm(widths[-1], norm), make_activation(activation)]
+        film_widths[len(layers) - 1] = widths[-1]
         self.body = nn.Sequential(*layers)
         self.out = nn.Linear(widths[-1], 1)
-        # FiLM after each residual block and after the final activation (the body's last layer)
-        self.film_at = [i for i, layer in enumerate(layers) if isinstance(layer, ResBlock3D)]
-        self.film_at.append(len(layers) - 1)
-        self.films = nn.ModuleList(
-            nn.Linear(in_channels, 2 * layers[i].body[-1].out_channels)
-            if isinstance(layers[i], ResBlock3D)
-            else nn.Linear(in_channels, 2 * widths[-1])
-            for i in (self.film_at if context else [])
-        )
-        for film in self.films:
-            nn.init.zeros_(film.weight)
-            nn.init.zeros_(film.bias)
+        self.film_at = list(film_widths) if context else []
+        self.films = nn.ModuleList(film_layer(in_channels, film_widths[i]) for i in self.film_at)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One potential value per sample."""
@@ -103,6 +101,5 @@ class ResNet3D(nn.Module):
         for i, layer in enumerate(self.body):
             h = layer(h)
             if i in films:
-                scale, shift = films[i](mean)[:, :, None, None, None].chunk(2, dim=1)
-                h = h * (1 + scale) + shift
+                h = film(films[i], mean)(h)
         return self.out(h.mean(dim=(2, 3, 4))).squeeze(-1)

@@ -28,6 +28,8 @@ from otzoo.nets.common import (
     check_positive,
     check_voxels,
     conv_norm_act,
+    film,
+    film_layer,
     make_activation,
 )
 
@@ -111,10 +113,7 @@ class UNet3D(nn.Module):
         # one (scale, shift) pair per stage, in forward's order: stem, downs, ups (deepest first)
         film_in = cond_dim + (in_channels if context else 0)
         stages = [widths[0], *widths[1:], *reversed(widths[:-1])] if film_in else []
-        self.films = nn.ModuleList(nn.Linear(film_in, 2 * w) for w in stages)
-        for film in self.films:
-            nn.init.zeros_(film.weight)
-            nn.init.zeros_(film.bias)
+        self.films = nn.ModuleList(film_layer(film_in, w) for w in stages)
         if residual:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -180,12 +179,7 @@ class UNet3D(nn.Module):
         if self.context:
             parts.append(x.mean(dim=(2, 3, 4)))
         cond = torch.cat(parts, dim=1)
-
-        def film(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-            scale, shift = layer(cond)[:, :, None, None, None].chunk(2, dim=1)
-            return lambda h: h * (1 + scale) + shift
-
-        return [film(layer) for layer in self.films]
+        return [film(layer, cond) for layer in self.films]
 
     def _check_noise(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """The noise must be given and match x's batch and grid."""
