@@ -97,6 +97,7 @@ class OTM(SaddleSolver):
     Config = OTMConfig
     presets = _PRESETS
     potential_key = "psi"
+    real_sign = -1.0  # psi is low on real targets: T minimises it
     equal_shapes = False  # a latent source (noise-D) maps to images of another shape
 
     @classmethod

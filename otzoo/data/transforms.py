@@ -241,6 +241,37 @@ def random_rotations(kind: str, n: int, generator: torch.Generator) -> torch.Ten
     raise ValueError(f"unknown rotation {kind!r}; use none, z or 3d")
 
 
+def color_mixed(volumes: torch.Tensor) -> torch.Tensor:
+    """[N, C, D, H, W] (C >= 2, any value range) -> the same samples with the channels of one
+    side of a random cut rotated by a random nonzero shift, so each sample shows two colors
+    where it showed one. The cut is across a random axis where a random 25-75% of the sample's
+    mass (above its darkest value) lies before it, so both colors are seen; which side is
+    recolored is random. Used as negatives for a potential: a digit has one color, and a
+    potential trained only against a map's outputs does not learn that (measured, README
+    "Two-colored negatives"). Uses torch's global RNG."""
+    if volumes.dim() != 5 or volumes.shape[1] < 2:
+        raise ValueError(f"color_mixed: needs [N, C>=2, D, H, W]; got {tuple(volumes.shape)}")
+    n, c = volumes.shape[:2]
+    dev = volumes.device
+    mass = (volumes - volumes.flatten(1).amin(1).view(n, 1, 1, 1, 1)).sum(1)  # [N, D, H, W]
+    axis = torch.randint(0, 3, (n,), device=dev)
+    frac = 0.25 + 0.5 * torch.rand(n, 1, device=dev)
+    side = torch.randint(0, 2, (n, 1, 1, 1), device=dev).bool()
+    mask = torch.zeros_like(mass, dtype=torch.bool)
+    for a in range(3):
+        profile = mass.sum(dim=[d for d in (1, 2, 3) if d != a + 1])  # [N, size of axis a]
+        cdf = profile.cumsum(1) / profile.sum(1, keepdim=True).clamp(min=1e-12)
+        cut = (cdf < frac).sum(1)  # slices before the cut hold < frac of the mass
+        shape = [1, 1, 1, 1]
+        shape[a + 1] = -1
+        before = torch.arange(mass.shape[a + 1], device=dev).view(shape) < cut.view(n, 1, 1, 1)
+        mask = torch.where((axis == a).view(n, 1, 1, 1), before, mask)
+    shift = torch.randint(1, c, (n, 1), device=dev)
+    channels = (torch.arange(c, device=dev).view(1, c) + shift) % c
+    rotated = volumes.gather(1, channels.view(n, c, 1, 1, 1).expand_as(volumes))
+    return torch.where((mask ^ side)[:, None], rotated, volumes)
+
+
 # ----------------------------------------------------------------------------- point clouds
 
 # Points per digit: ~4 per lit voxel of a 16^3 extruded digit, so counts read as a density

@@ -8,9 +8,13 @@ import torch
 from otzoo.data import DataConfig, colorize, dominant_color, load_digit_set, palette
 from otzoo.data.transforms import (
     COLOR_NAMES,
+    VOXEL_CHROMA,
     band,
+    color_mixed,
     draw_colors,
     extrude,
+    lit_voxels,
+    nearest_hue,
     paint,
     random_rotation_matrices,
     random_rotations,
@@ -18,6 +22,7 @@ from otzoo.data.transforms import (
     rotate_points,
     rotate_volumes,
     sample_points,
+    unit_range,
     voxelize_points,
     z_rotation_matrices,
 )
@@ -197,3 +202,26 @@ def test_rotating_points_matches_rotating_volumes() -> None:
     from_points = voxelize_points(rotate_points(pts, turn, 8), 8) > 0
     from_volume = rotate_volumes(vol, turn) > 0.5
     assert torch.equal(from_points, from_volume)
+
+
+@pytest.mark.parametrize("coloring", ["rgby", "hue"])
+def test_color_mixed_gives_every_real_digit_two_colors_and_keeps_its_shape(coloring: str) -> None:
+    """Each sample keeps its lit voxels and brightness, and shows its own hue and one other on
+    at least one other on the far side of the cut, its own on 10-90% of its lit voxels (the cut
+    leaves 25-75% of the mass before it, counted in slices of uneven strokes). One-channel data
+    is refused."""
+    ds = load_digit_set(DataConfig(grid=16, coloring=coloring, max_per_digit=10), seed=0)
+    torch.manual_seed(0)
+    mixed = color_mixed(ds.volumes)
+    u, m = unit_range(ds.volumes), unit_range(mixed)
+    assert torch.equal(lit_voxels(u), lit_voxels(m))
+    assert torch.allclose(u.amax(1), m.amax(1)) and torch.allclose(u.sum(1), m.sum(1))
+    hues = nearest_hue(m.movedim(1, -1), ds.palette, VOXEL_CHROMA)
+    for i in range(len(ds.color)):
+        lit = lit_voxels(m[i : i + 1])[0]
+        seen = hues[i][lit & (hues[i] >= 0)]
+        own = (seen == ds.color[i]).float().mean()
+        assert 0.1 <= own <= 0.9, (i, float(own))
+        assert len(seen.unique()) >= 2
+    with pytest.raises(ValueError, match="C>=2"):
+        color_mixed(ds.volumes[:, :1])
