@@ -37,10 +37,14 @@ class NOTConfig(SaddleConfig):
     f_levels: int = 2  # ResNet3D levels (each halves the grid)
     f_norm: str = "group"  # potential's normalisation: group | none (none sees faint haze)
     f_context: bool = False  # voxel potential: FiLM from the input's channel means (its color)
+    # the cost T pays, as a multiple of the quadratic: the same OT map for any value (a scaled
+    # quadratic has the same minimiser), a different balance against f (and its R1) on the way
+    cost_weight: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_value("weight_decay", self.weight_decay, lambda v: v >= 0, "a number >= 0")
+        check_value("cost_weight", self.cost_weight, lambda v: v > 0, "a number > 0")
         check_value("f_norm", self.f_norm, lambda v: v in NORMS, " | ".join(NORMS))
 
 
@@ -119,7 +123,7 @@ class NeuralOT(SaddleSolver):
     def map_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         tx = self.T(x)
         cost = F.mse_loss(tx, x)  # ||x - T(x)||^2 / D, averaged over the batch
-        return cost - self.f(tx).mean(), {"cost": cost}
+        return self.config.cost_weight * cost - self.f(tx).mean(), {"cost": cost}
 
     def potential_loss(self, x: Tensor, tx: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         return self.f(tx).mean() - self.f(y).mean(), {}
@@ -160,7 +164,8 @@ class NeuralOTWeak(NeuralOT):
         cost = F.mse_loss(txz.mean(dim=1), x)
         var = txz.var(dim=1).mean()
         # Unbiased estimate of (1/D)[E||x - T||^2 - gamma Var] (docs/design.md, reference NOT).
-        loss = cost - self.f(txz.flatten(0, 1)).mean() + var * (1 - self.gamma - 1.0 / zs)
+        weak_cost = cost + var * (1 - self.gamma - 1.0 / zs)
+        loss = self.config.cost_weight * weak_cost - self.f(txz.flatten(0, 1)).mean()
         gamma = torch.tensor(self.gamma, device=x.device)
         return loss, {"cost": cost, "variance": var, "gamma": gamma}
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from otzoo.config import resolve
+from otzoo.errors import ConfigError
 from otzoo.evaluate import evaluate
 from otzoo.nets.common import ema_update
 from otzoo.registry import get_solver
@@ -56,6 +57,32 @@ def test_weak_term_is_gamma_times_the_variance():
         loss, var_again, logged = values[steps_done]
         assert logged == pytest.approx(gamma) and var_again == pytest.approx(var)
         assert loss == pytest.approx(strong - gamma * var, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("cls", [NOT, WEAK])
+def test_cost_weight_scales_the_cost_the_map_pays(cls):
+    """For the same T, f, batch and noise, the map's loss at cost_weight w is w x (its cost
+    terms) minus the same f term: w = 3 adds exactly 2 x the loss at w = 1 minus that at w = 0
+    (read from two weights, as the f term cancels). Zero and negative weights are refused."""
+    x = torch.randn(16, 2)
+
+    def loss_at(weight: float) -> float:
+        torch.manual_seed(0)
+        solver = cls(
+            cls.make_config({"cost_weight": weight, "z_size": 4}), VEC2, torch.device("cpu")
+        )
+        with torch.no_grad():
+            for p in solver.T.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        torch.manual_seed(1)
+        return float(solver.map_loss(x)[0].detach())
+
+    one, two, three = loss_at(1.0), loss_at(2.0), loss_at(3.0)
+    assert two - one > 1e-3  # the cost terms are positive for a map that moves
+    assert three - two == pytest.approx(two - one, rel=1e-4)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ConfigError, match="cost_weight"):
+            cls.make_config({"cost_weight": bad})
 
 
 def test_gamma_ramps_as_the_trainer_advances_and_the_map_turns_stochastic(tmp_path):
