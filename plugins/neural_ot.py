@@ -37,9 +37,8 @@ class NOTConfig(SaddleConfig):
     f_levels: int = 2  # ResNet3D levels (each halves the grid)
     f_norm: str = "group"  # potential's normalisation: group | none (none sees faint haze)
     f_context: bool = False  # voxel potential: FiLM from the input's channel means (its color)
-    # the cost T pays, as a multiple of the quadratic: the same OT map for any value (a scaled
-    # quadratic has the same minimiser), a different balance against f (and its R1) on the way
-    cost_weight: float = 1.0
+    # (a scaled quadratic has the same minimiser: only the balance against f and R1 changes)
+    cost_weight: float = 1.0  # the cost T pays, as a multiple of the quadratic (same OT map)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -40,10 +40,9 @@ class SaddleConfig(SolverConfig):
     ema: float = 0.0  # >0: transport with an exponential moving average of T (damps swings)
     r1: float = 0.0  # >0: gradient penalty r1/2 E||grad potential(y)||^2 on real targets
     r2: float = 0.0  # >0: the same penalty at the map's outputs T(x) (R2)
-    # >0: voxels: the potential also ranks real targets above copies with a random half
-    # recolored (`color_mixed`) by the margin it puts between real and mapped samples (a hinge
-    # of this weight): it learns that a digit has one color
-    neg_color: float = 0.0
+    # (the potential ranks each two-colored copy below its real target by the margin it puts
+    # between real and mapped samples, a hinge of this weight: a digit has one color)
+    neg_color: float = 0.0  # >0: voxels: two-colored real targets (color_mixed) as negatives
 
     def __post_init__(self) -> None:
         super().__post_init__()
