@@ -163,8 +163,8 @@ class NeuralOTWeak(NeuralOT):
         cost = F.mse_loss(txz.mean(dim=1), x)
         var = txz.var(dim=1).mean()
         # Unbiased estimate of (1/D)[E||x - T||^2 - gamma Var] (docs/design.md, reference NOT).
-        weak_cost = cost + var * (1 - self.gamma - 1.0 / zs)
-        loss = self.config.cost_weight * weak_cost - self.f(txz.flatten(0, 1)).mean()
+        w = self.config.cost_weight  # (at w = 1 the sum below is the same, rounding included)
+        loss = w * cost - self.f(txz.flatten(0, 1)).mean() + w * var * (1 - self.gamma - 1.0 / zs)
         gamma = torch.tensor(self.gamma, device=x.device)
         return loss, {"cost": cost, "variance": var, "gamma": gamma}
 
