@@ -206,10 +206,10 @@ def test_rotating_points_matches_rotating_volumes() -> None:
 
 @pytest.mark.parametrize("coloring", ["rgby", "hue"])
 def test_color_mixed_gives_every_real_digit_two_colors_and_keeps_its_shape(coloring: str) -> None:
-    """Each sample keeps its lit voxels and brightness, and shows its own hue and one other on
-    at least one other on the far side of the cut, its own on 10-90% of its lit voxels (the cut
-    leaves 25-75% of the mass before it, counted in slices of uneven strokes). One-channel data
-    is refused."""
+    """Each sample keeps its lit voxels and brightness, and shows its own hue on one side of the
+    cut and at least one other hue on the far side, its own on 10-90% of its lit voxels (the
+    cut leaves 25-75% of the mass before it, counted in slices of uneven strokes). One-channel
+    data is refused."""
     ds = load_digit_set(DataConfig(grid=16, coloring=coloring, max_per_digit=10), seed=0)
     torch.manual_seed(0)
     mixed = color_mixed(ds.volumes)

@@ -221,7 +221,6 @@ def test_two_colored_negatives_teach_the_potential_that_a_digit_has_one_color(so
     the option."""
     from otzoo.data import DataConfig, load_pair
     from otzoo.data.transforms import color_mixed
-    from otzoo.errors import ConfigError
 
     cls = get_solver(solver_id)
     data = load_pair("3-5", DataConfig(grid=8, max_per_digit=40), seed=0)
