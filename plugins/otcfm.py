@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
-from otzoo.errors import check_value
+from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, UNet3D
 from otzoo.nets.common import ema_copy, ema_update
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
@@ -48,6 +48,7 @@ class OTCFMConfig(SolverConfig):
     v_depth: int = 2  # UNet3D levels
     ema: float = 0.0  # >0: transport with an exponential moving average of v (damps swings)
     time_film: int = 0  # voxels, >0: a time embedding of this width scales/shifts every UNet stage
+    v_hue_plane: bool = False  # voxels: v moves each voxel only along gray and the input's hue
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -78,10 +79,18 @@ class _VoxelVelocity(nn.Module):
 
     FREQUENCIES = 8  # sin/cos of pi * 2^k t, k < 8: resolves t to ~1/256 of the path
 
-    def __init__(self, channels: int, base: int, depth: int, film: int = 0) -> None:
+    def __init__(
+        self, channels: int, base: int, depth: int, film: int = 0, hue_plane: bool = False
+    ) -> None:
         super().__init__()
         self.net = UNet3D(
-            channels, base=base, depth=depth, noise_channels=1, residual=False, cond_dim=film
+            channels,
+            base=base,
+            depth=depth,
+            noise_channels=1,
+            residual=False,
+            cond_dim=film,
+            hue_plane=hue_plane,
         )
         self.embed = (
             nn.Sequential(nn.Linear(2 * self.FREQUENCIES, film), nn.SiLU(), nn.Linear(film, film))
@@ -165,8 +174,15 @@ class OTCFM(Solver):
     def __init__(self, config: OTCFMConfig, info: PairInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
         c = config
+        if c.v_hue_plane and (info.kind != "voxel" or info.x_shape[0] < 2):
+            raise ConfigError(
+                "v_hue_plane=true: the hue plane needs colored voxel data (>= 2 channels); use "
+                "--set v_hue_plane=false here"
+            )
         if info.kind == "voxel":
-            self.v: nn.Module = _VoxelVelocity(info.x_shape[0], c.v_base, c.v_depth, c.time_film)
+            self.v: nn.Module = _VoxelVelocity(
+                info.x_shape[0], c.v_base, c.v_depth, c.time_film, c.v_hue_plane
+            )
         else:
             self.v = _VectorVelocity(info.x_dim, c.hidden, c.activation)
         self.v = self.v.to(device)

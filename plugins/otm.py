@@ -132,6 +132,11 @@ class OTM(SaddleSolver):
                 f"otm: latent source has {c_in} channels but the target {c_out}; <Q(z), T(z)> "
                 "needs one channel count (noise-D pairs draw the target's count)"
             )
+        if c.t_hue_plane:
+            raise ConfigError(
+                "t_hue_plane=true: a latent source has no hue to keep; use --set "
+                "t_hue_plane=false for noise pairs"
+            )
         clamp = (-1.0, 1.0) if c.t_clamp else None
         unet = UNet3D(c_in, c_out, base=c.t_base, depth=c.t_depth, residual=False, clamp=clamp)
         return _Upsampled(unet, tuple(info.y_shape[1:])), psi

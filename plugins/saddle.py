@@ -36,6 +36,7 @@ class SaddleConfig(SolverConfig):
     t_residual: bool = True  # identity-initialised map: x + head(x), head starts at zero
     t_clamp: bool = False  # voxels: clip T's output to the data range [-1, 1]
     t_context: bool = False  # voxels: FiLM T's stages from the input's per-channel mean
+    t_hue_plane: bool = False  # voxels: T moves each voxel only along gray and the input's hue
     hidden: tuple[int, ...] = (128, 128)  # MLP widths for vector data
     ema: float = 0.0  # >0: transport with an exponential moving average of T (damps swings)
     r1: float = 0.0  # >0: gradient penalty r1/2 E||grad potential(y)||^2 on real targets
@@ -80,6 +81,7 @@ def map_net(c: SaddleConfig, info: PairInfo, noise_channels: int = 0) -> nn.Modu
             residual=c.t_residual,
             clamp=(-1.0, 1.0) if c.t_clamp else None,
             context=c.t_context,
+            hue_plane=c.t_hue_plane,
         )
     return VectorMap(info.x_dim, info.y_dim, c.hidden, noise_channels, c.t_residual)
 
@@ -135,6 +137,11 @@ class SaddleSolver(Solver):
             raise ConfigError(
                 f"neg_color={config.neg_color}: two-colored negatives need voxel targets with >= 2 "
                 "channels (colored digits); use --set neg_color=0 here"
+            )
+        if config.t_hue_plane and (info.kind != "voxel" or info.x_shape[0] < 2):
+            raise ConfigError(
+                "t_hue_plane=true: the hue plane needs colored voxel data (>= 2 channels); use "
+                "--set t_hue_plane=false here"
             )
         T, potential = self.build_nets(config, info)
         self.T, self.potential = T.to(device), potential.to(device)

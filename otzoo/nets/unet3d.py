@@ -11,6 +11,13 @@ of entering once as an input channel that the first GroupNorm mostly centres awa
 `context=True` the input's per-channel mean joins that condition: a property of the whole
 sample, such as a digit's color, then reaches every stage, where GroupNorm would centre a
 sample-wide offset away, so a stroke the map draws where the input has none can take it.
+With `hue_plane=True` (>= 2 channels) the head gives two numbers per voxel instead of C: how
+far the voxel moves along gray (all channels alike) and along the input's mean chroma (its
+per-channel mean minus the mean over channels, to unit length); without `residual` that move is
+the output (a flow's velocity). A voxel the map adds to a one-colored input then takes that
+input's hue or none; it cannot take another (the potential's
+slope at such voxels has no component toward the input's hue: README, "Why the added strokes
+stay wrong").
 """
 
 from __future__ import annotations
@@ -44,6 +51,18 @@ def max_depth(grid: tuple[int, ...]) -> int:
     return depth
 
 
+def hue_plane_step(step: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-voxel moves [N, 2, ...] along (gray, x's mean chroma) -> [N, C, ...]: the plane in
+    which every voxel of a one-colored digit lies (rgby red (1, V, V) and hue h * V alike). A
+    gray input has no chroma; its voxels then move along gray only."""
+    channels = x.shape[1]
+    mean = x.mean(dim=(2, 3, 4))
+    chroma = F.normalize(mean - mean.mean(dim=1, keepdim=True), dim=1, eps=1e-6)
+    gray = torch.full_like(chroma, channels**-0.5)
+    shape = (x.shape[0], channels, 1, 1, 1)
+    return step[:, :1] * gray.view(shape) + step[:, 1:2] * chroma.view(shape)
+
+
 class UNet3D(nn.Module):
     """Transport map T for voxels: x [N, C, D, H, W] -> [N, out_channels, D, H, W].
 
@@ -65,6 +84,7 @@ class UNet3D(nn.Module):
         clamp: tuple[float, float] | None = None,
         cond_dim: int = 0,
         context: bool = False,
+        hue_plane: bool = False,
     ) -> None:
         super().__init__()
         if clamp is not None and not clamp[0] < clamp[1]:
@@ -77,6 +97,11 @@ class UNet3D(nn.Module):
                 f"residual UNet3D needs out_channels == in_channels (got {out_channels} and "
                 f"{in_channels}); pass residual=False for a map that changes the channel count"
             )
+        if hue_plane and not in_channels == out_channels >= 2:
+            raise NetConfigError(
+                f"hue_plane needs the same >= 2 channels in and out (got {in_channels} -> "
+                f"{out_channels}); build it with hue_plane=False"
+            )
         check_norm(norm)
         make_activation(activation)  # fail here, not at the first forward
 
@@ -88,6 +113,7 @@ class UNet3D(nn.Module):
         self.clamp = clamp
         self.cond_dim = cond_dim
         self.context = context
+        self.hue_plane = hue_plane
 
         widths = [base * 2**level for level in range(depth + 1)]
         self.stem = nn.Sequential(
@@ -109,7 +135,7 @@ class UNet3D(nn.Module):
             )
             for level in range(depth)
         )
-        self.head = nn.Conv3d(widths[0], out_channels, kernel_size=1)
+        self.head = nn.Conv3d(widths[0], 2 if hue_plane else out_channels, kernel_size=1)
         # one (scale, shift) pair per stage, in forward's order: stem, downs, ups (deepest first)
         film_in = cond_dim + (in_channels if context else 0)
         stages = [widths[0], *widths[1:], *reversed(widths[:-1])] if film_in else []
@@ -154,6 +180,8 @@ class UNet3D(nn.Module):
             h = F.interpolate(h, size=skip.shape[2:], mode="trilinear", align_corners=False)
             h = next(films)(self.ups[level](torch.cat([h, skip], dim=1)))
         out = self.head(h)
+        if self.hue_plane:
+            out = hue_plane_step(out, x)
         out = x + out if self.residual else out
         return out if self.clamp is None else out.clamp(*self.clamp)
 

@@ -228,3 +228,38 @@ def test_cond_required_forbidden_and_checked():
     for bad in (-1, 2.0, True):
         with pytest.raises(ConfigError, match="cond_dim"):
             UNet3D(3, cond_dim=bad)
+
+
+def test_hue_plane_moves_voxels_only_along_gray_and_the_inputs_hue():
+    """hue_plane: identity at init; with a trained-looking head every voxel's move lies in the
+    plane of gray and the input's mean chroma (a red digit gains red, white or gray voxels,
+    never green ones), where the plain head's moves do not; a gray input moves along gray."""
+    from otzoo.data.transforms import paint
+
+    torch.manual_seed(0)
+    volumes = (torch.rand(2, 8, 8, 8) > 0.8).float()
+    x = paint(volumes, "rgby", torch.tensor([0, 2]), torch.zeros(2)) * 2 - 1  # red, green
+    plain, plane = UNet3D(3, base=4, depth=1), UNet3D(3, base=4, depth=1, hue_plane=True)
+    assert torch.equal(plane(x), x)
+    _perturb_head(plain)
+    _perturb_head(plane)
+    mean = x.mean(dim=(2, 3, 4))
+    for net, inside in ((plane, True), (plain, False)):
+        for i in range(2):
+            chroma = mean[i] - mean[i].mean()
+            basis = torch.stack([torch.ones(3), chroma], dim=1)
+            moves = (net(x) - x)[i].detach().reshape(3, -1)
+            off = moves - basis @ torch.linalg.lstsq(basis, moves).solution
+            assert (off.abs().max() < 1e-4) == inside, (inside, float(off.abs().max()))
+    gray = x.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1, -1).contiguous()
+    moves = (plane(gray) - gray).detach()
+    assert moves.abs().max() > 1e-3 and (moves - moves.mean(dim=1, keepdim=True)).abs().max() < 1e-5
+    with pytest.raises(ConfigError, match="hue_plane"):
+        UNet3D(1, hue_plane=True)
+    with pytest.raises(ConfigError, match="hue_plane"):
+        UNet3D(3, out_channels=2, residual=False, hue_plane=True)
+    velocity = UNet3D(3, base=4, depth=1, residual=False, hue_plane=True, noise_channels=1)
+    _perturb_head(velocity)
+    v = velocity(x, torch.zeros(2, 1, 8, 8, 8)).detach()[0].reshape(3, -1)  # the move itself
+    basis = torch.stack([torch.ones(3), mean[0] - mean[0].mean()], dim=1)
+    assert (v - basis @ torch.linalg.lstsq(basis, v).solution).abs().max() < 1e-4

@@ -284,3 +284,24 @@ def test_otcfm_resumes_mid_plan_exactly(tmp_path):
     sa = load_checkpoint(list_checkpoints(a)[-1])["state"]["modules"]["v"]
     sb = load_checkpoint(list_checkpoints(b)[-1])["state"]["modules"]["v"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_otcfm_hue_plane_reaches_the_velocity_and_refuses_vectors():
+    """`v_hue_plane`: the voxel velocity's head gives the two plane numbers (UNet3D's tests
+    check the plane itself); the field still trains and transports; vectors refuse it."""
+    from otzoo.errors import ConfigError
+    from otzoo.testing import tiny_problem
+    from tests.conftest import fit, tensor_batches
+
+    cls = get_solver("otcfm")
+    info, x, y = tiny_problem("voxel")
+    settings = {"v_hue_plane": True, "v_base": 4, "v_depth": 1, "ode_steps": 2}
+    solver = cls(cls.make_config(settings), info, CPU)
+    assert solver.v.net.hue_plane and solver.v.net.head.out_channels == 2
+    fit(solver, tensor_batches(x, y, 4), 2)
+    with torch.no_grad():
+        out = solver.transport(x[:2])
+    assert out.shape == x[:2].shape and torch.isfinite(out).all()
+    assert (out - x[:2]).abs().max() > 0
+    with pytest.raises(ConfigError, match="v_hue_plane"):
+        cls(cls.make_config({"v_hue_plane": True}), PairInfo("vector", (2,), (2,)), CPU)

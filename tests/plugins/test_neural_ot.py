@@ -249,3 +249,19 @@ def test_two_colored_negatives_teach_the_potential_that_a_digit_has_one_color(so
     assert taught > 3 * abs(free), (taught, free)
     with pytest.raises(ConfigError, match="neg_color"):
         cls(cls.make_config({"neg_color": 1.0}), VEC2, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("solver_id", ["not", "not-weak", "otm"])
+def test_hue_plane_reaches_the_map_and_refuses_data_without_a_hue(solver_id):
+    """`t_hue_plane` builds T with the two-number head on colored voxels; vectors refuse it,
+    and so does otm on a noise pair (a latent source has no hue), each with a ConfigError."""
+    cls = get_solver(solver_id)
+    info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
+    solver = cls(cls.make_config({"t_hue_plane": True}), info, torch.device("cpu"))
+    assert solver.T.hue_plane and solver.T.head.out_channels == 2
+    with pytest.raises(ConfigError, match="t_hue_plane"):
+        cls(cls.make_config({"t_hue_plane": True}), VEC2, torch.device("cpu"))
+    if solver_id == "otm":
+        noise = PairInfo(kind="voxel", x_shape=(3, 2, 2, 2), y_shape=(3, 8, 8, 8))
+        with pytest.raises(ConfigError, match="latent source"):
+            cls(cls.make_config({"t_hue_plane": True}), noise, torch.device("cpu"))
