@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
-from otzoo.errors import ConfigError, check_value
+from otzoo.errors import check_value
 from otzoo.nets import MLP, UNet3D
 from otzoo.nets.common import ema_copy, ema_update
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
@@ -174,11 +174,6 @@ class OTCFM(Solver):
     def __init__(self, config: OTCFMConfig, info: PairInfo, device: torch.device) -> None:
         super().__init__(config, info, device)
         c = config
-        if c.v_hue_plane and (info.kind != "voxel" or info.x_shape[0] < 2):
-            raise ConfigError(
-                "v_hue_plane=true: the hue plane needs colored voxel data (>= 2 channels); use "
-                "--set v_hue_plane=false here"
-            )
         if info.kind == "voxel":
             self.v: nn.Module = _VoxelVelocity(
                 info.x_shape[0], c.v_base, c.v_depth, c.time_film, c.v_hue_plane

@@ -138,11 +138,6 @@ class SaddleSolver(Solver):
                 f"neg_color={config.neg_color}: two-colored negatives need voxel targets with >= 2 "
                 "channels (colored digits); use --set neg_color=0 here"
             )
-        if config.t_hue_plane and (info.kind != "voxel" or info.x_shape[0] < 2):
-            raise ConfigError(
-                "t_hue_plane=true: the hue plane needs colored voxel data (>= 2 channels); use "
-                "--set t_hue_plane=false here"
-            )
         T, potential = self.build_nets(config, info)
         self.T, self.potential = T.to(device), potential.to(device)
         self.modules = {"T": self.T, self.potential_key: self.potential}

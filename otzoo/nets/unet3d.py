@@ -11,13 +11,12 @@ of entering once as an input channel that the first GroupNorm mostly centres awa
 `context=True` the input's per-channel mean joins that condition: a property of the whole
 sample, such as a digit's color, then reaches every stage, where GroupNorm would centre a
 sample-wide offset away, so a stroke the map draws where the input has none can take it.
-With `hue_plane=True` (>= 2 channels) the head gives two numbers per voxel instead of C: how
-far the voxel moves along gray (all channels alike) and along the input's mean chroma (its
-per-channel mean minus the mean over channels, to unit length); without `residual` that move is
-the output (a flow's velocity). A voxel the map adds to a one-colored input then takes that
-input's hue or none; it cannot take another (the potential's
-slope at such voxels has no component toward the input's hue: README, "Why the added strokes
-stay wrong").
+With `hue_plane=True` (as many channels out as in) the head gives two numbers per voxel instead
+of C: how far the voxel moves along gray (all channels alike) and along the input's mean chroma
+(its per-channel mean minus the mean over channels, to unit length); without `residual` that
+move is the output (a flow's velocity). A voxel the map adds to a one-colored input then takes
+that input's hue or none, never another: the potential's slope at such voxels has no component
+toward the input's hue (README, "Why the added strokes stay wrong").
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ def max_depth(grid: tuple[int, ...]) -> int:
 def hue_plane_step(step: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per-voxel moves [N, 2, ...] along (gray, x's mean chroma) -> [N, C, ...]: the plane in
     which every voxel of a one-colored digit lies (rgby red (1, V, V) and hue h * V alike). A
-    gray input has no chroma; its voxels then move along gray only."""
+    gray input (one channel included) has no chroma; its voxels then move along gray only."""
     channels = x.shape[1]
     mean = x.mean(dim=(2, 3, 4))
     chroma = F.normalize(mean - mean.mean(dim=1, keepdim=True), dim=1, eps=1e-6)
@@ -97,9 +96,9 @@ class UNet3D(nn.Module):
                 f"residual UNet3D needs out_channels == in_channels (got {out_channels} and "
                 f"{in_channels}); pass residual=False for a map that changes the channel count"
             )
-        if hue_plane and not in_channels == out_channels >= 2:
+        if hue_plane and in_channels != out_channels:
             raise NetConfigError(
-                f"hue_plane needs the same >= 2 channels in and out (got {in_channels} -> "
+                f"hue_plane needs the same channels in and out (got {in_channels} -> "
                 f"{out_channels}); build it with hue_plane=False"
             )
         check_norm(norm)

@@ -233,7 +233,8 @@ def test_cond_required_forbidden_and_checked():
 def test_hue_plane_moves_voxels_only_along_gray_and_the_inputs_hue():
     """hue_plane: identity at init; with a trained-looking head every voxel's move lies in the
     plane of gray and the input's mean chroma (a red digit gains red, white or gray voxels,
-    never green ones), where the plain head's moves do not; a gray input moves along gray."""
+    never green ones), where the plain head's moves do not; a gray input moves along gray, a
+    one-channel one too; a flow's velocity (no residual) is itself such a move."""
     from otzoo.data.transforms import paint
 
     torch.manual_seed(0)
@@ -254,8 +255,9 @@ def test_hue_plane_moves_voxels_only_along_gray_and_the_inputs_hue():
     gray = x.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1, -1).contiguous()
     moves = (plane(gray) - gray).detach()
     assert moves.abs().max() > 1e-3 and (moves - moves.mean(dim=1, keepdim=True)).abs().max() < 1e-5
-    with pytest.raises(ConfigError, match="hue_plane"):
-        UNet3D(1, hue_plane=True)
+    one = UNet3D(1, base=4, depth=1, hue_plane=True)  # one channel: the gray move alone
+    _perturb_head(one)
+    assert (one(x[:, :1]) - x[:, :1]).abs().max() > 1e-3
     with pytest.raises(ConfigError, match="hue_plane"):
         UNet3D(3, out_channels=2, residual=False, hue_plane=True)
     velocity = UNet3D(3, base=4, depth=1, residual=False, hue_plane=True, noise_channels=1)

@@ -286,10 +286,9 @@ def test_otcfm_resumes_mid_plan_exactly(tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_otcfm_hue_plane_reaches_the_velocity_and_refuses_vectors():
+def test_otcfm_hue_plane_reaches_the_velocity():
     """`v_hue_plane`: the voxel velocity's head gives the two plane numbers (UNet3D's tests
-    check the plane itself); the field still trains and transports; vectors refuse it."""
-    from otzoo.errors import ConfigError
+    check the plane itself); the field still trains and transports."""
     from otzoo.testing import tiny_problem
     from tests.conftest import fit, tensor_batches
 
@@ -303,5 +302,3 @@ def test_otcfm_hue_plane_reaches_the_velocity_and_refuses_vectors():
         out = solver.transport(x[:2])
     assert out.shape == x[:2].shape and torch.isfinite(out).all()
     assert (out - x[:2]).abs().max() > 0
-    with pytest.raises(ConfigError, match="v_hue_plane"):
-        cls(cls.make_config({"v_hue_plane": True}), PairInfo("vector", (2,), (2,)), CPU)

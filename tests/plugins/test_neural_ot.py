@@ -208,8 +208,9 @@ def test_context_switches_reach_both_voxel_nets_and_not_quick_uses_them():
     solver = NOT(NOT.make_config({"t_context": True}), info, torch.device("cpu"))
     assert {film.in_features for film in solver.T.films} == {3}
     quick = resolve(NOT, "3-5", "quick").solver_config
-    assert quick.t_context and quick.f_context
-    assert not resolve(WEAK, "3-5", "quick").solver_config.t_context
+    assert quick.t_context and quick.f_context and quick.t_hue_plane
+    weak = resolve(WEAK, "3-5", "quick").solver_config
+    assert not weak.t_context and not weak.t_hue_plane
 
 
 @pytest.mark.parametrize("solver_id", ["not", "otm"])
@@ -253,14 +254,15 @@ def test_two_colored_negatives_teach_the_potential_that_a_digit_has_one_color(so
 
 @pytest.mark.parametrize("solver_id", ["not", "not-weak", "otm"])
 def test_hue_plane_reaches_the_map_and_refuses_data_without_a_hue(solver_id):
-    """`t_hue_plane` builds T with the two-number head on colored voxels; vectors refuse it,
-    and so does otm on a noise pair (a latent source has no hue), each with a ConfigError."""
+    """`t_hue_plane` builds T with the two-number head on voxels; on vectors it does nothing
+    (as `t_context`, so `not`'s quick preset serves vector pairs too); otm on a noise pair
+    refuses it (a latent source has no hue) with a ConfigError."""
     cls = get_solver(solver_id)
     info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
     solver = cls(cls.make_config({"t_hue_plane": True}), info, torch.device("cpu"))
     assert solver.T.hue_plane and solver.T.head.out_channels == 2
-    with pytest.raises(ConfigError, match="t_hue_plane"):
-        cls(cls.make_config({"t_hue_plane": True}), VEC2, torch.device("cpu"))
+    vector = cls(cls.make_config({"t_hue_plane": True}), VEC2, torch.device("cpu"))
+    assert vector.transport(torch.zeros(3, 2)).shape == (3, 2)
     if solver_id == "otm":
         noise = PairInfo(kind="voxel", x_shape=(3, 2, 2, 2), y_shape=(3, 8, 8, 8))
         with pytest.raises(ConfigError, match="latent source"):
