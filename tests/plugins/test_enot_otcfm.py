@@ -288,11 +288,13 @@ def test_otcfm_resumes_mid_plan_exactly(tmp_path):
 
 def test_otcfm_hue_plane_reaches_the_velocity():
     """`v_hue_plane`: the voxel velocity's head gives the two plane numbers (UNet3D's tests
-    check the plane itself); the field still trains and transports."""
+    check the plane itself); the field still trains and transports; the quick preset uses it."""
+    from otzoo.config import resolve
     from otzoo.testing import tiny_problem
     from tests.conftest import fit, tensor_batches
 
     cls = get_solver("otcfm")
+    assert resolve(cls, "3-5", "quick").solver_config.v_hue_plane
     info, x, y = tiny_problem("voxel")
     settings = {"v_hue_plane": True, "v_base": 4, "v_depth": 1, "ode_steps": 2}
     solver = cls(cls.make_config(settings), info, CPU)
