@@ -295,7 +295,8 @@ def test_otcfm_hue_plane_reaches_the_velocity():
 
     cls = get_solver("otcfm")
     assert resolve(cls, "3-5", "quick").solver_config.v_hue_plane
-    assert not resolve(cls, "noise-5:16", "quick").solver_config.v_hue_plane
+    for pair in ("noise-5:16", "gray-color"):  # no digit's hue in the source to keep
+        assert not resolve(cls, pair, "quick").solver_config.v_hue_plane
     info, x, y = tiny_problem("voxel")
     settings = {"v_hue_plane": True, "v_base": 4, "v_depth": 1, "ode_steps": 2}
     solver = cls(cls.make_config(settings), info, CPU)

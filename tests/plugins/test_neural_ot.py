@@ -211,7 +211,8 @@ def test_context_switches_reach_both_voxel_nets_and_not_quick_uses_them():
     assert quick.t_context and quick.f_context and quick.t_hue_plane
     weak = resolve(WEAK, "3-5", "quick").solver_config
     assert not weak.t_context and not weak.t_hue_plane
-    for pair in ("noise-5:16", "noisy-clean"):  # a noisy source's mean is not a digit's hue
+    # a noisy source's mean is not a digit's hue, and a gray source has none to keep
+    for pair in ("noise-5:16", "noisy-clean", "gray-color"):
         assert not resolve(NOT, pair, "quick").solver_config.t_hue_plane
 
 

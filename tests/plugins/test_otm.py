@@ -189,6 +189,6 @@ def test_psi_quadratic_makes_the_map_loss_the_quadratic_cost():
     quick = resolve(get_solver("otm"), "3-5", "quick").solver_config  # the measured 3-5 recipe
     assert (quick.psi_quadratic, quick.ema, quick.r1) == (True, 0.98, 300.0)
     assert quick.t_context and quick.t_hue_plane
-    for pair in ("noise-5", "noisy-clean", "w2:4"):  # the reference form stays there
+    for pair in ("noise-5", "noisy-clean", "gray-color", "w2:4"):  # the reference form stays
         other = resolve(get_solver("otm"), pair, "quick").solver_config
         assert not (other.psi_quadratic or other.t_context or other.t_hue_plane)
