@@ -15,8 +15,9 @@ With `hue_plane=True` (as many channels out as in) the head gives two numbers pe
 of C: how far the voxel moves along gray (all channels alike) and along the input's mean chroma
 (its per-channel mean minus the mean over channels, to unit length); without `residual` that
 move is the output (a flow's velocity). A voxel the map adds to a one-colored input then takes
-that input's hue or none, never another: the potential's slope at such voxels has no component
-toward the input's hue (README, "Why the added strokes stay wrong").
+that input's hue, none, or (moved the wrong way) its opposite, never a third: the potential's
+slope at such voxels has no component toward the input's hue (README, "Why the added strokes
+stay wrong").
 """
 
 from __future__ import annotations

@@ -256,7 +256,7 @@ def test_two_colored_negatives_teach_the_potential_that_a_digit_has_one_color(so
 
 
 @pytest.mark.parametrize("solver_id", ["not", "not-weak", "otm"])
-def test_hue_plane_reaches_the_map_and_refuses_data_without_a_hue(solver_id):
+def test_hue_plane_reaches_the_map_and_otm_refuses_a_latent_source(solver_id):
     """`t_hue_plane` builds T with the two-number head on voxels; on vectors it does nothing
     (as `t_context`, so `not`'s quick preset serves vector pairs too); otm on a noise pair
     refuses it (a latent source has no hue) with a ConfigError."""
