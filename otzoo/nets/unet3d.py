@@ -51,16 +51,32 @@ def max_depth(grid: tuple[int, ...]) -> int:
     return depth
 
 
-def hue_plane_step(step: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-voxel moves [N, 2, ...] along (gray, x's mean chroma) -> [N, C, ...]: the plane in
-    which every voxel of a one-colored digit lies (rgby red (1, V, V) and hue h * V alike). A
-    gray input (one channel included) has no chroma; its voxels then move along gray only."""
+def hue_plane_basis(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit vectors (gray, x's mean chroma), each [N, C, 1, 1, 1], orthogonal (the chroma sums
+    to zero over channels): the plane in which every voxel of a one-colored digit lies (rgby red
+    (1, V, V) and hue h * V alike). A gray input (one channel included) has no chroma: zero."""
     channels = x.shape[1]
     mean = x.mean(dim=(2, 3, 4))
     chroma = F.normalize(mean - mean.mean(dim=1, keepdim=True), dim=1, eps=1e-6)
     gray = torch.full_like(chroma, channels**-0.5)
     shape = (x.shape[0], channels, 1, 1, 1)
-    return step[:, :1] * gray.view(shape) + step[:, 1:2] * chroma.view(shape)
+    return gray.view(shape), chroma.view(shape)
+
+
+def hue_plane_step(step: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-voxel moves [N, 2, ...] along (gray, x's mean chroma) -> [N, C, ...]; a gray input's
+    voxels move along gray only."""
+    gray, chroma = hue_plane_basis(x)
+    return step[:, :1] * gray + step[:, 1:2] * chroma
+
+
+def hue_plane_project(move: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Each voxel's move [N, C, ...] projected onto the hue plane of x: for maps whose move is
+    not a network's head (a potential's gradient), the same restriction as `hue_plane_step`."""
+    gray, chroma = hue_plane_basis(x)
+    along_gray = (move * gray).sum(dim=1, keepdim=True)
+    along_chroma = (move * chroma).sum(dim=1, keepdim=True)
+    return along_gray * gray + along_chroma * chroma
 
 
 class UNet3D(nn.Module):

@@ -238,7 +238,7 @@ def test_hue_plane_moves_voxels_only_along_gray_and_the_inputs_hue():
     from otzoo.data.transforms import paint
 
     torch.manual_seed(0)
-    volumes = (torch.rand(2, 8, 8, 8) > 0.8).float()
+    volumes = (torch.rand(2, 8, 8, 8) > 0.8).float() * 0.6  # full intensity would be white
     x = paint(volumes, "rgby", torch.tensor([0, 2]), torch.zeros(2)) * 2 - 1  # red, green
     plain, plane = UNet3D(3, base=4, depth=1), UNet3D(3, base=4, depth=1, hue_plane=True)
     assert torch.equal(plane(x), x)
@@ -265,3 +265,24 @@ def test_hue_plane_moves_voxels_only_along_gray_and_the_inputs_hue():
     v = velocity(x, torch.zeros(2, 1, 8, 8, 8)).detach()[0].reshape(3, -1)  # the move itself
     basis = torch.stack([torch.ones(3), mean[0] - mean[0].mean()], dim=1)
     assert (v - basis @ torch.linalg.lstsq(basis, v).solution).abs().max() < 1e-4
+
+
+def test_hue_plane_project_keeps_moves_in_the_plane_and_drops_the_rest():
+    """The projection used on gradient maps: a move built in the plane is returned as it is,
+    one orthogonal to it (the third channel direction) vanishes, and projecting twice is once."""
+    from otzoo.data.transforms import paint
+    from otzoo.nets.unet3d import hue_plane_basis, hue_plane_project, hue_plane_step
+
+    torch.manual_seed(0)
+    volumes = (torch.rand(2, 4, 4, 4) > 0.5).float() * 0.6  # full intensity would be white
+    x = paint(volumes, "rgby", torch.tensor([0, 3]), torch.zeros(2)) * 2 - 1  # red, blue
+    inside = hue_plane_step(torch.randn(2, 2, 4, 4, 4), x)
+    assert torch.allclose(hue_plane_project(inside, x), inside, atol=1e-6)
+    gray, chroma = hue_plane_basis(x)
+    assert chroma.abs().amin(dim=1).max() > 0.1  # a hue in both: the plane is a plane
+    normal = torch.linalg.cross(gray.flatten(1), chroma.flatten(1), dim=1).view_as(gray)
+    across = normal * torch.randn(2, 1, 4, 4, 4)
+    assert across.abs().max() > 0.1 and hue_plane_project(across, x).abs().max() < 1e-6
+    move = torch.randn(2, 3, 4, 4, 4)
+    once = hue_plane_project(move, x)
+    assert torch.allclose(hue_plane_project(once, x), once, atol=1e-6)

@@ -306,3 +306,52 @@ def test_otcfm_hue_plane_reaches_the_velocity():
         out = solver.transport(x[:2])
     assert out.shape == x[:2].shape and torch.isfinite(out).all()
     assert (out - x[:2]).abs().max() > 0
+
+
+def _off_hue_plane(moves: torch.Tensor, x: torch.Tensor) -> float:
+    """Largest per-voxel part of `moves` outside the plane of gray and x's mean chroma."""
+    mean = x.mean(dim=(2, 3, 4))
+    worst = 0.0
+    for i in range(x.shape[0]):
+        basis = torch.stack([torch.ones(x.shape[1]), mean[i] - mean[i].mean()], dim=1)
+        m = moves[i].reshape(x.shape[1], -1)
+        worst = max(worst, float((m - basis @ torch.linalg.lstsq(basis, m).solution).abs().max()))
+    return worst
+
+
+def test_enot_hue_plane_restricts_both_map_forms():
+    """`t_hue_plane`: the gradient map's move (forward, and the inverse map's from y) is
+    projected onto the input's hue plane, so after training steps it lies there, where the
+    unprojected gradient's does not; the network map gets the two-number head; vectors are
+    untouched; the quick preset uses it on digit pairs only."""
+    from otzoo.config import resolve
+    from otzoo.data.transforms import paint
+    from otzoo.testing import tiny_problem
+    from tests.conftest import fit, tensor_batches
+
+    cls = get_solver("enot")
+    assert resolve(cls, "3-5", "quick").solver_config.t_hue_plane
+    for pair in ("noise-5:16", "gray-color"):  # no digit's hue in the source to keep
+        assert not resolve(cls, pair, "quick").solver_config.t_hue_plane
+    torch.manual_seed(0)
+    colors = torch.arange(8) % 4
+    x = paint((torch.rand(8, 8, 8, 8) > 0.7) * 0.6, "rgby", colors, torch.zeros(8)) * 2 - 1
+    y = paint((torch.rand(8, 8, 8, 8) > 0.6) * 0.6, "rgby", colors, torch.zeros(8)) * 2 - 1
+    info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
+    tiny = {"g_base": 4, "g_levels": 1, "t_base": 4, "t_depth": 1, "lr_t": 1e-2, "lr_g": 1e-2}
+    off = {}
+    for plane in (False, True):
+        torch.manual_seed(0)
+        solver = cls(cls.make_config({**tiny, "t_hue_plane": plane}), info, CPU)
+        fit(solver, tensor_batches(x, y, 4), 4)
+        moves = solver.transport(x) - x
+        inverse = solver._gradient_map(solver.modules["g"], y, create_graph=False) - y
+        assert torch.isfinite(moves).all() and moves.abs().max() > 1e-4
+        off[plane] = (_off_hue_plane(moves.detach(), x), _off_hue_plane(inverse.detach(), y))
+    assert max(off[True]) < 1e-4 < min(off[False]), off
+    network = {**tiny, "t_hue_plane": True, "map": "network", "bidirectional": False}
+    assert cls(cls.make_config(network), info, CPU).modules["T"].head.out_channels == 2
+    vector = cls(
+        cls.make_config({"t_hue_plane": True, "hidden": (8,)}), tiny_problem("vector")[0], CPU
+    )
+    assert not vector.hue_plane
