@@ -59,9 +59,7 @@ class ENOTConfig(SolverConfig):
     g_levels: int = 2  # ResNet3D levels
     g_norm: str = "group"  # the voxel potentials' normalisation: group | none (as not's f_norm)
     g_context: bool = False  # voxel potentials: FiLM from the input's channel means (its color)
-    t_hue_plane: bool = (
-        False  # voxels: the map moves each voxel only along gray and the input's hue
-    )
+    t_hue_plane: bool = False  # voxels: the map moves voxels only along gray and the input's hue
     map: str = "gradient"  # "gradient": T = grad of a potential; "network": T(x) from a network
     bidirectional: bool = True  # gradient form: alternate forward and inverse steps
     ema: float = 0.0  # >0: transport with an exponential moving average of the map's network
