@@ -82,6 +82,18 @@ def fit(solver, batches, steps: int, **kw) -> dict[str, float]:
     return seen[-1]
 
 
+def off_hue_plane(moves: torch.Tensor, x: torch.Tensor) -> float:
+    """Largest per-voxel part of `moves` [N, C, ...] outside the plane of gray and each
+    sample's mean chroma (least squares on that basis, independent of otzoo's own projection)."""
+    mean = x.mean(dim=(2, 3, 4))
+    worst = 0.0
+    for i in range(x.shape[0]):
+        basis = torch.stack([torch.ones(x.shape[1]), mean[i] - mean[i].mean()], dim=1)
+        m = moves[i].reshape(x.shape[1], -1)
+        worst = max(worst, float((m - basis @ torch.linalg.lstsq(basis, m).solution).abs().max()))
+    return worst
+
+
 def w2_dir() -> Path | None:
     """The W2 benchmark folder for tests, from $OTZOO_W2BENCH_DIR only (.ci/run sets it).
     None when unset: tests that need the files skip, naming the variable."""

@@ -308,17 +308,6 @@ def test_otcfm_hue_plane_reaches_the_velocity():
     assert (out - x[:2]).abs().max() > 0
 
 
-def _off_hue_plane(moves: torch.Tensor, x: torch.Tensor) -> float:
-    """Largest per-voxel part of `moves` outside the plane of gray and x's mean chroma."""
-    mean = x.mean(dim=(2, 3, 4))
-    worst = 0.0
-    for i in range(x.shape[0]):
-        basis = torch.stack([torch.ones(x.shape[1]), mean[i] - mean[i].mean()], dim=1)
-        m = moves[i].reshape(x.shape[1], -1)
-        worst = max(worst, float((m - basis @ torch.linalg.lstsq(basis, m).solution).abs().max()))
-    return worst
-
-
 def test_enot_hue_plane_restricts_both_map_forms():
     """`t_hue_plane`: the gradient map's move (forward, and the inverse map's from y) is
     projected onto the input's hue plane, so after training steps it lies there, where the
@@ -327,7 +316,7 @@ def test_enot_hue_plane_restricts_both_map_forms():
     from otzoo.config import resolve
     from otzoo.data.transforms import paint
     from otzoo.testing import tiny_problem
-    from tests.conftest import fit, tensor_batches
+    from tests.conftest import fit, off_hue_plane, tensor_batches
 
     cls = get_solver("enot")
     assert resolve(cls, "3-5", "quick").solver_config.t_hue_plane
@@ -347,7 +336,7 @@ def test_enot_hue_plane_restricts_both_map_forms():
         moves = solver.transport(x) - x
         inverse = solver._gradient_map(solver.modules["g"], y, create_graph=False) - y
         assert torch.isfinite(moves).all() and moves.abs().max() > 1e-4
-        off[plane] = (_off_hue_plane(moves.detach(), x), _off_hue_plane(inverse.detach(), y))
+        off[plane] = (off_hue_plane(moves.detach(), x), off_hue_plane(inverse.detach(), y))
     assert max(off[True]) < 1e-4 < min(off[False]), off
     network = {**tiny, "t_hue_plane": True, "map": "network", "bidirectional": False}
     assert cls(cls.make_config(network), info, CPU).modules["T"].head.out_channels == 2
