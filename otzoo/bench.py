@@ -23,6 +23,7 @@ from otzoo.batches import for_pair
 from otzoo.bench_outputs import FIT_SAMPLES, machine_summary, rich_table, write_outputs
 from otzoo.config import RunConfig, parse_overrides, resolve
 from otzoo.data.benchmarks import KnownMapPair, linear_bures_map
+from otzoo.data.pairs import DataConfig
 from otzoo.data.spec import parse_pair
 from otzoo.data.vectors import VectorPairData, load_vector_pair
 from otzoo.errors import ConfigError, DataError
@@ -47,7 +48,7 @@ BENCH_PRESET = "quick"
 def bench_overrides(solver_id: str, dim: int) -> dict[str, Any]:
     """The settings a cell runs with before the user's own: the solver's vector defaults for
     this dimension (`Solver.pair_presets`, tuned per plugin; benchmarks/w2_bench.md)."""
-    return get_solver(solver_id).pair_presets(parse_pair(f"w2:{dim}"), BENCH_PRESET)
+    return get_solver(solver_id).pair_presets(parse_pair(f"w2:{dim}"), BENCH_PRESET, DataConfig())
 
 
 @dataclass

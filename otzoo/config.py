@@ -240,6 +240,13 @@ def parse_overrides(items: list[str], solver_cls: type[Solver]) -> dict[str, Any
     return out
 
 
+def _data_config(values: dict[str, Any], fields: dict[str, tuple[str, Any]]) -> DataConfig:
+    """The DataConfig that `values` make; keys of other configs, and unknown ones (refused
+    later with their own message), are left out."""
+    own = {k: v for k, v in values.items() if k in fields and fields[k][0] == "data"}
+    return DataConfig(**{k: coerce(v, fields[k][1], k) for k, v in own.items()})
+
+
 def resolve(
     solver_cls: type[Solver],
     pair: str | PairSpec,
@@ -253,7 +260,9 @@ def resolve(
     1. the dataclass defaults (DataConfig, TrainConfig, the solver's Config);
     2. CORE_PRESETS[preset] (grid, steps, batch size, logging);
     3. the solver's `presets[preset]`;
-    4. the solver's `pair_presets(pair, preset)` (e.g. its vector settings per dimension);
+    4. the solver's `pair_presets(pair, preset, data)` (e.g. its vector settings per
+       dimension, or settings for rotated data), `data` being the DataConfig of the layers
+       1, 2, 3 and 5;
     5. `overrides` (the user's --set and options), typed values or strings alike.
 
     The result depends on nothing else: not on the machine, not on the device.
@@ -265,7 +274,8 @@ def resolve(
     values: dict[str, Any] = {}
     values.update(CORE_PRESETS[preset])
     values.update(solver_cls.presets.get(preset, {}))
-    values.update(solver_cls.pair_presets(spec, preset))
+    data = _data_config({**values, **(overrides or {})}, fields)
+    values.update(solver_cls.pair_presets(spec, preset, data))
     values.update(overrides or {})
     sections: dict[str, dict[str, Any]] = {"data": {}, "train": {}, "solver": {}}
     for key, val in values.items():

@@ -22,6 +22,7 @@ from torch import nn
 from otzoo.errors import check_value
 
 if TYPE_CHECKING:
+    from otzoo.data.pairs import DataConfig
     from otzoo.data.spec import PairSpec
 
 
@@ -133,11 +134,13 @@ class Solver(ABC):
         """Map a batch of source samples; stochastic solvers draw `z` themselves when None."""
 
     @classmethod
-    def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
+    def pair_presets(cls, spec: PairSpec, preset: str, data: DataConfig) -> dict[str, Any]:
         """Overrides for one kind of pair on top of `presets[preset]` (the user's --set still
         wins): lets a solver tuned on voxels carry its own settings for, e.g., vectors of a
-        given dimension. Same keys as `presets`."""
-        del spec, preset
+        given dimension, or rotated or point-cloud digits. `data` is the run's data config as
+        the other layers make it (the user's --rotation and --style included), since a recipe
+        measured on one data variant may hurt on another. Same keys as `presets`."""
+        del spec, preset, data
         return {}
 
     # -- shared plumbing ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from otzoo.conjugate import CONJUGATE_SOLVERS, fit_identity, solve_conjugate, sq_dist
+from otzoo.data.pairs import DataConfig
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError
@@ -162,7 +163,7 @@ class Amortized(Solver):
     }
 
     @classmethod
-    def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
+    def pair_presets(cls, spec: PairSpec, preset: str, data: DataConfig) -> dict[str, Any]:
         """Vector settings tuned on the W2 benchmark (benchmarks/w2_bench.md): wider MLP,
         lr 1e-2 with cosine decay over 5,000 steps, no weight decay, tighter conjugates."""
         if vector_dim(spec) is None or preset == "tiny":

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from otzoo.data.pairs import DataConfig
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
@@ -116,7 +117,7 @@ class ENOT(Solver):
     }
 
     @classmethod
-    def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
+    def pair_presets(cls, spec: PairSpec, preset: str, data: DataConfig) -> dict[str, Any]:
         """The bidirectional gradient form is the default for both kinds (3-5, quick, seed 0,
         10 min: 0.87 target accuracy against 0.46 for the network map; the one-way gradient form
         0.26 at 3 min against 0.57). Vectors beyond tiny: 3 x 256 potentials, lr 1e-3 with a

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from otzoo.data.pairs import DataConfig
 from otzoo.data.spec import PairSpec
 from otzoo.errors import check_value
 from otzoo.nets.common import NORMS
@@ -107,7 +108,7 @@ class NeuralOT(SaddleSolver):
     potential_key = "f"
 
     @classmethod
-    def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
+    def pair_presets(cls, spec: PairSpec, preset: str, data: DataConfig) -> dict[str, Any]:
         """Digit pairs, quick: `digit_quick`; vectors: the saddle's vector settings."""
         if spec.kind == "digits" and preset == "quick":
             return dict(cls.digit_quick)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from otzoo.data.pairs import DataConfig
 from otzoo.data.spec import PairSpec
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import UNet3D
@@ -101,7 +102,7 @@ class OTM(SaddleSolver):
     equal_shapes = False  # a latent source (noise-D) maps to images of another shape
 
     @classmethod
-    def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
+    def pair_presets(cls, spec: PairSpec, preset: str, data: DataConfig) -> dict[str, Any]:
         """Digit pairs, quick: `not`'s EMA map and R1 plus an explicit quadratic in psi (measured
         on 3-5, 10 min, one thread; 0.74 target accuracy before: README "The other voxel
         solvers"), and T's context FiLM and hue plane (3-5, 350 steps, 2026-12-04, seeds 0 / 1:

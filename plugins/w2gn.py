@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from otzoo.conjugate import fit_identity, sq_dist
+from otzoo.data.pairs import DataConfig
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError
@@ -80,7 +81,7 @@ class W2GN(Solver):
     }
 
     @classmethod
-    def pair_presets(cls, spec: PairSpec, preset: str) -> dict[str, Any]:
+    def pair_presets(cls, spec: PairSpec, preset: str, data: DataConfig) -> dict[str, Any]:
         """Vector settings from the W2 benchmark tuning (benchmarks/w2_bench.md): lr 1e-3
         (3e-4 learned 4x slower per CPU minute at dim 2), batch 256, constant lr (a cosine
         decay over the run did not help: 1.13 vs 1.10 at dim 2, 4.16 vs 3.27 at dim 4)."""

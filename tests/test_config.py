@@ -125,3 +125,17 @@ def test_typed_values_and_strings_resolve_alike():
 
 def test_pair_specs_are_stored_normalised():
     assert resolve(NOT, " 3-5 ", "tiny").pair == "3-5"
+
+
+def test_pair_presets_see_the_data_variant_the_user_chose():
+    """Layer 4 sees the run's data config, --set strings included: otcfm's quick preset takes a
+    larger plan on rotated digits only, and the user's own value still wins over it."""
+    otcfm = get_solver("otcfm")
+    plain = resolve(otcfm, "3-5", "quick").solver_config.ot_batch
+    rotated = resolve(otcfm, "3-5", "quick", parse_overrides(["rotation=z"], otcfm))
+    assert rotated.data.rotation == "z" and rotated.solver_config.ot_batch == 2 * plain
+    assert resolve(otcfm, "3-5", "quick", {"rotation": "3d"}).solver_config.ot_batch == 2 * plain
+    mine = resolve(otcfm, "3-5", "quick", {"rotation": "z", "ot_batch": 512})
+    assert mine.solver_config.ot_batch == 512
+    with pytest.raises(ConfigError, match="not a config field"):  # as before, not while peeking
+        resolve(otcfm, "3-5", "quick", {"rotatoin": "z"})
