@@ -29,7 +29,7 @@ KNOWN_FAILING: dict[str, str] = {
     "not": "issue 14: ends at 0.15 with the quick preset's r1=300 (tuned at 16^3; 0.35 before R1)",
     "not-weak": "issue 14: ends at 0.15 with the quick preset's r1=300 (0.25 before R1)",
     "otm": "issue 14: ends at 0.35 with the quick preset's quadratic psi, EMA and R1 (0.25 before)",
-    "w2gn": "issue 14: ends at 0.00 (its convex potential does not learn the pair)",
+    "w2gn": "issue 14: ends at 0.25 with the dense potential (0.00 with the conv one)",
     "amortized": "issue 14: ends at 0.35",
 }
 

@@ -69,6 +69,9 @@ class _ConvexMixin:
 class DenseICNN(_ConvexMixin, nn.Module):
     """Dense input-convex potential; parameter names and forward pass match the W2 benchmark files.
 
+    On voxels it sees the flattened grid, so every voxel has its own weights (a ConvICNN3D shares
+    them across the grid); W2GN's voxel default since 2026-12-05 (plugins/w2gn.py).
+
     h = q_0(x); h = act(convex_layers[j](h) + q_{j+1}(x)); f = final_layer(h) + 0.5*s*||x||^2,
     with q_k input-quadratic layers (convex in x) and non-negative hidden-path weights.
     """
@@ -113,7 +116,9 @@ class DenseICNN(_ConvexMixin, nn.Module):
         return [*self.convex_layers, self.final_layer]
 
     def forward(self, x: Tensor) -> Tensor:
-        """[N, dim] -> [N]."""
+        """[N, dim] -> [N]; any [N, ...] with dim values a sample (voxels) is flattened first."""
+        if x.dim() > 2 and x[0].numel() == self.dim:
+            x = x.flatten(1)
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise NetConfigError(
                 f"DenseICNN expects [N, {self.dim}] vectors, got {list(x.shape)}; "

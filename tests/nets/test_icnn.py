@@ -135,6 +135,22 @@ def test_dense_rejects_bad_arguments():
         DenseICNN(2, hidden=())
     with pytest.raises(NetConfigError, match=r"\[N, 3\]"):
         DenseICNN(3)(torch.zeros(2, 4))
+    with pytest.raises(NetConfigError, match=r"\[N, 24\]"):
+        DenseICNN(24)(torch.zeros(2, 3, 2, 2, 3))  # a grid of the wrong size is not flattened
+
+
+def test_dense_on_voxels_is_the_same_potential_on_the_flat_grid():
+    """W2GN's voxel potential: the function of the flattened vector, convex, and its gradient
+    (the map) has the voxels' shape."""
+    torch.manual_seed(0)
+    net = DenseICNN(3 * 8, hidden=(16, 8)).double()
+    a = torch.rand(64, 3, 2, 2, 2, generator=_gen(4), dtype=torch.float64)
+    b = torch.rand(64, 3, 2, 2, 2, generator=_gen(5), dtype=torch.float64)
+    torch.testing.assert_close(net(a), net(a.flatten(1)))
+    assert _midpoint_gap(net, a, b).max() <= 1e-9
+    torch.testing.assert_close(
+        potential_gradient(net, a), potential_gradient(net, a.flatten(1)).reshape(a.shape)
+    )
 
 
 # -- ConvICNN3D --------------------------------------------------------------------------------

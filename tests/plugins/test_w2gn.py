@@ -11,7 +11,7 @@ from otzoo.config import resolve
 from otzoo.data.benchmarks import gaussian_pair
 from otzoo.errors import ConfigError
 from otzoo.metrics.uvp import evaluate_map
-from otzoo.nets.icnn import potential_gradient
+from otzoo.nets.icnn import ConvICNN3D, DenseICNN, potential_gradient
 from otzoo.registry import check_fits, get_solver
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver, tiny_problem
@@ -47,20 +47,29 @@ def test_w2gn_recovers_the_gaussian_map_in_2d():
     assert scores["cosine"] > 0.99
 
 
-def test_voxel_map_moves_the_source_onto_the_target_intensity():
+@pytest.mark.parametrize(
+    ("icnn", "over", "steps"), [("dense", {"hidden": (64, 64)}, 100), ("conv", {}, 20)]
+)
+def test_voxel_map_moves_the_source_onto_the_target_intensity(icnn, over, steps):
+    """Both voxel potentials; the dense one (a weight per voxel) needs more steps for a shift
+    the conv one shares across the grid."""
     info, x, y = tiny_problem("voxel", n=64)  # x in [-1, -0.5], y in [-0.5, 0]
-    config = W2GN.make_config({**W2GN.presets["tiny"], "pretrain_steps": 30, "lr": 3e-3})
+    settings = {**W2GN.presets["tiny"], "pretrain_steps": 30, "lr": 3e-3, "icnn": icnn, **over}
     torch.manual_seed(0)
-    solver = W2GN(config, info, CPU)
-    fit(solver, tensor_batches(x, y, 16), 20)
+    solver = W2GN(W2GN.make_config(settings), info, CPU)
+    assert type(solver.D) is (DenseICNN if icnn == "dense" else ConvICNN3D)
+    fit(solver, tensor_batches(x, y, 16), steps)
     gap = float(solver.transport(x).mean() - y.mean())
     assert abs(gap) < 0.3 * float(y.mean() - x.mean())
 
 
-@pytest.mark.parametrize("kind", ["vector", "voxel"])
-def test_hidden_path_weights_stay_non_negative(kind):
+@pytest.mark.parametrize(
+    ("kind", "icnn"), [("vector", "dense"), ("voxel", "dense"), ("voxel", "conv")]
+)
+def test_hidden_path_weights_stay_non_negative(kind, icnn):
     info, x, y = tiny_problem(kind)
-    config = W2GN.make_config({**W2GN.presets["tiny"], "lr": 0.05, "pretrain_steps": 0})
+    settings = {**W2GN.presets["tiny"], "lr": 0.05, "pretrain_steps": 0, "icnn": icnn}
+    config = W2GN.make_config(settings)
     torch.manual_seed(0)
     solver = W2GN(config, info, CPU)
     fit(solver, tensor_batches(x, y, 8), 5)
@@ -100,5 +109,19 @@ def test_cycle_weight_defaults_to_min_dim_50_and_is_checked():
     )
     with pytest.raises(ConfigError, match="cycle_lambda"):
         W2GN.make_config({"cycle_lambda": -1.0})
+    with pytest.raises(ConfigError, match="icnn='convex'"):
+        W2GN.make_config({"icnn": "convex"})
+    with pytest.raises(ConfigError, match="init_std"):
+        W2GN.make_config({"init_std": 0.0})
     with pytest.raises(ConfigError, match="one shape"):
         check_fits(W2GN, PairInfo("vector", (4,), (3,)))
+
+
+def test_digit_pairs_quick_take_the_measured_recipe_and_a_dense_voxel_potential():
+    quick = resolve(W2GN, "3-5", "quick").solver_config
+    assert (quick.pretrain_steps, quick.lr, quick.icnn) == (300, 1e-3, "dense")
+    assert resolve(W2GN, "noise-5", "quick").solver_config.pretrain_steps == 20
+    assert resolve(W2GN, "3-5", "tiny").solver_config.pretrain_steps == 3
+    assert resolve(W2GN, "3-5", "quick", {"lr": 3e-4}).solver_config.lr == 3e-4
+    solver = W2GN(quick, PairInfo("voxel", (3, 8, 8, 8), (3, 8, 8, 8)), CPU)
+    assert type(solver.D) is DenseICNN and solver.D.hidden == (128, 128, 64)
