@@ -11,9 +11,9 @@ map (grad D(x) ~ x on source samples, grad D_conj(y) ~ y on target samples) insi
 step (the loop's first, `steps_done == 0`; not in a warm-started run, whose potentials come
 trained), and re-projected onto their convex set after every optimizer step.
 
-On voxels both are DenseICNNs on the flattened grid (`icnn=dense`, 2026-12-05): with the
-3D-convolutional ICNN (`icnn=conv`, weights shared across the grid) W2GN mapped 1% of test threes
-to fives; with the dense one 0.95-0.96 in 10 minutes (README, "The other voxel solvers").
+On voxels both are DenseICNNs on the flattened grid (`voxel_net=dense`, 2026-12-05): with the
+3D-convolutional ICNN (`voxel_net=conv`, weights shared across the grid) W2GN mapped 1% of test
+threes to fives; with the dense one 0.95-0.96 in 10 minutes (README, "The other voxel solvers").
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from otzoo.errors import ConfigError
 from otzoo.nets.icnn import ConvICNN3D, DenseICNN, potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
-ICNNS = ("dense", "conv")
+VOXEL_NETS = ("dense", "conv")
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,9 @@ class W2GNConfig(SolverConfig):
     strong_convexity: float = 1e-2  # the 0.5*s*||x||^2 term of both potentials
     # DenseICNN widths; (): (max(2d,64), max(2d,64), max(d,32)) on vectors, (128, 128, 64) on voxels
     hidden: tuple[int, ...] = ()
-    icnn: str = "dense"  # voxel potential: dense (DenseICNN on the flat grid) | conv (ConvICNN3D)
+    voxel_net: str = "dense"  # dense (DenseICNN, the flat grid) | conv (ConvICNN3D)
     init_std: float | None = None  # DenseICNN weight scale; None: 0.1 (vectors), 1/sqrt(D) (voxels)
-    icnn_base: int = 16  # ConvICNN3D width (icnn=conv)
+    icnn_base: int = 16  # ConvICNN3D width (voxel_net=conv)
     icnn_levels: int = 2  # ConvICNN3D levels (each halves the grid)
 
     def __post_init__(self) -> None:
@@ -57,16 +57,16 @@ class W2GNConfig(SolverConfig):
             raise ConfigError(f"cycle_lambda={self.cycle_lambda}: use a number >= 0 (or none)")
         if self.pretrain_steps < 0:
             raise ConfigError(f"pretrain_steps={self.pretrain_steps}: use an integer >= 0")
-        if self.icnn not in ICNNS:
-            raise ConfigError(f"icnn={self.icnn!r}: use one of {', '.join(ICNNS)}")
+        if self.voxel_net not in VOXEL_NETS:
+            raise ConfigError(f"voxel_net={self.voxel_net!r}: use one of {', '.join(VOXEL_NETS)}")
         if self.init_std is not None and not self.init_std > 0:
             raise ConfigError(f"init_std={self.init_std}: use a number > 0 (or none)")
 
 
 def build_icnn(c: W2GNConfig, info: PairInfo) -> nn.Module:
     """A DenseICNN (vectors; voxels by default, on the flattened grid) or a ConvICNN3D (voxels,
-    `icnn=conv`); f = O(||x||^2) in all three."""
-    if info.kind == "voxel" and c.icnn == "conv":
+    `voxel_net=conv`); f = O(||x||^2) in all three."""
+    if info.kind == "voxel" and c.voxel_net == "conv":
         return ConvICNN3D(
             info.x_shape[0],
             base=c.icnn_base,

@@ -48,27 +48,27 @@ def test_w2gn_recovers_the_gaussian_map_in_2d():
 
 
 @pytest.mark.parametrize(
-    ("icnn", "over", "steps"), [("dense", {"hidden": (64, 64)}, 100), ("conv", {}, 20)]
+    ("net", "over", "steps"), [("dense", {"hidden": (64, 64)}, 100), ("conv", {}, 20)]
 )
-def test_voxel_map_moves_the_source_onto_the_target_intensity(icnn, over, steps):
+def test_voxel_map_moves_the_source_onto_the_target_intensity(net, over, steps):
     """Both voxel potentials; the dense one (a weight per voxel) needs more steps for a shift
     the conv one shares across the grid."""
     info, x, y = tiny_problem("voxel", n=64)  # x in [-1, -0.5], y in [-0.5, 0]
-    settings = {**W2GN.presets["tiny"], "pretrain_steps": 30, "lr": 3e-3, "icnn": icnn, **over}
+    settings = {**W2GN.presets["tiny"], "pretrain_steps": 30, "lr": 3e-3, "voxel_net": net, **over}
     torch.manual_seed(0)
     solver = W2GN(W2GN.make_config(settings), info, CPU)
-    assert type(solver.D) is (DenseICNN if icnn == "dense" else ConvICNN3D)
+    assert type(solver.D) is (DenseICNN if net == "dense" else ConvICNN3D)
     fit(solver, tensor_batches(x, y, 16), steps)
     gap = float(solver.transport(x).mean() - y.mean())
     assert abs(gap) < 0.3 * float(y.mean() - x.mean())
 
 
 @pytest.mark.parametrize(
-    ("kind", "icnn"), [("vector", "dense"), ("voxel", "dense"), ("voxel", "conv")]
+    ("kind", "net"), [("vector", "dense"), ("voxel", "dense"), ("voxel", "conv")]
 )
-def test_hidden_path_weights_stay_non_negative(kind, icnn):
+def test_hidden_path_weights_stay_non_negative(kind, net):
     info, x, y = tiny_problem(kind)
-    settings = {**W2GN.presets["tiny"], "lr": 0.05, "pretrain_steps": 0, "icnn": icnn}
+    settings = {**W2GN.presets["tiny"], "lr": 0.05, "pretrain_steps": 0, "voxel_net": net}
     config = W2GN.make_config(settings)
     torch.manual_seed(0)
     solver = W2GN(config, info, CPU)
@@ -109,8 +109,8 @@ def test_cycle_weight_defaults_to_min_dim_50_and_is_checked():
     )
     with pytest.raises(ConfigError, match="cycle_lambda"):
         W2GN.make_config({"cycle_lambda": -1.0})
-    with pytest.raises(ConfigError, match="icnn='convex'"):
-        W2GN.make_config({"icnn": "convex"})
+    with pytest.raises(ConfigError, match="voxel_net='convex'"):
+        W2GN.make_config({"voxel_net": "convex"})
     with pytest.raises(ConfigError, match="init_std"):
         W2GN.make_config({"init_std": 0.0})
     with pytest.raises(ConfigError, match="one shape"):
@@ -119,7 +119,7 @@ def test_cycle_weight_defaults_to_min_dim_50_and_is_checked():
 
 def test_digit_pairs_quick_take_the_measured_recipe_and_a_dense_voxel_potential():
     quick = resolve(W2GN, "3-5", "quick").solver_config
-    assert (quick.pretrain_steps, quick.lr, quick.icnn) == (300, 1e-3, "dense")
+    assert (quick.pretrain_steps, quick.lr, quick.voxel_net) == (300, 1e-3, "dense")
     assert resolve(W2GN, "noise-5", "quick").solver_config.pretrain_steps == 20
     assert resolve(W2GN, "3-5", "tiny").solver_config.pretrain_steps == 3
     assert resolve(W2GN, "3-5", "quick", {"lr": 3e-4}).solver_config.lr == 3e-4
