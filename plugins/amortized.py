@@ -56,6 +56,7 @@ class AmortizedConfig(SolverConfig):
     f_levels: int = 2  # voxel potential levels (each halves the grid)
     h_base: int = 8  # voxel amortization net: residual UNet3D
     h_depth: int = 2  # amortization UNet3D levels
+    voxel_net: str = "conv"  # voxel potential: conv (ResNet3D / ConvICNN3D) | dense (flat grid)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,6 +67,8 @@ class AmortizedConfig(SolverConfig):
         ):
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}: use one of {', '.join(allowed)}")
+        if self.voxel_net not in ("conv", "dense"):
+            raise ConfigError(f"voxel_net={self.voxel_net!r}: use conv or dense")
         if self.conj_max_iter < 0 or self.conj_gtol < 0:
             raise ConfigError("conj_max_iter and conj_gtol must be >= 0")
         if self.conj_max_iter == 0 and self.amortization == "regression":
@@ -94,6 +97,13 @@ def _widths(given: tuple[int, ...], dim: int) -> tuple[int, ...]:
 def build_potential(c: AmortizedConfig, info: PairInfo) -> nn.Module:
     """f with grad f exactly the identity at init (mlp) or an ICNN to pre-train (icnn)."""
     voxel = info.kind == "voxel"
+    if voxel and c.voxel_net == "dense":  # a weight per voxel: MLP / DenseICNN on the flat grid
+        widths = c.hidden or (128, 128, 64)
+        if c.potential == "icnn":
+            std = info.x_dim**-0.5  # keeps the flat grid's quadratic layers O(1) at the start
+            return DenseICNN(info.x_dim, widths, strong_convexity=c.strong_convexity, init_std=std)
+        mlp = MLP(info.x_dim, 1, hidden=widths, activation=c.activation, flatten=True)
+        return QuadraticPlus(zero_output(mlp))
     if c.potential == "icnn":
         if voxel:
             return ConvICNN3D(

@@ -60,6 +60,7 @@ class ENOTConfig(SolverConfig):
     g_levels: int = 2  # ResNet3D levels
     g_norm: str = "group"  # the voxel potentials' normalisation: group | none (as not's f_norm)
     g_context: bool = False  # voxel potentials: FiLM from the input's channel means (its color)
+    voxel_net: str = "conv"  # voxel potentials: conv (ResNet3D) | dense (MLP `hidden`, flat grid)
     t_hue_plane: bool = False  # voxels: the map moves voxels only along gray and the input's hue
     map: str = "gradient"  # "gradient": T = grad of a potential; "network": T(x) from a network
     bidirectional: bool = True  # gradient form: alternate forward and inverse steps
@@ -167,7 +168,14 @@ class ENOT(Solver):
 
         def potential() -> nn.Module:
             return potential_net(
-                info, c.g_base, c.g_levels, c.hidden, c.g_norm, c.activation, c.g_context
+                info,
+                c.g_base,
+                c.g_levels,
+                c.hidden,
+                c.g_norm,
+                c.activation,
+                c.g_context,
+                c.voxel_net,
             )
 
         if c.map == "gradient":

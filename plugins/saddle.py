@@ -94,9 +94,13 @@ def potential_net(
     norm: str = "group",
     activation: str = "silu",
     context: bool = False,
+    voxel_net: str = "conv",
 ) -> nn.Module:
     """The potential on target samples: a ResNet3D for voxels (`context`: FiLM from the input's
-    channel means), an MLP (of `activation`) for vectors."""
+    channel means), an MLP (of `activation`) for vectors, and for voxels with
+    `voxel_net="dense"` too, on the flattened grid (a weight per voxel)."""
+    if info.kind == "voxel" and voxel_net == "dense":
+        return MLP(info.y_dim, 1, hidden=hidden, activation=activation, flatten=True)
     if info.kind == "voxel":
         return ResNet3D(info.y_shape[0], base=base, levels=levels, norm=norm, context=context)
     return MLP(info.y_dim, 1, hidden=hidden, activation=activation)

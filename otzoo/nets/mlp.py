@@ -1,7 +1,8 @@
 """MLP: vector maps and potentials, x [N, d_in] -> [N, d_out] ([N] when d_out == 1).
 
 With `residual=True` the output is x + head(features) and the head starts at zero, so a map
-is exactly the identity at init, the natural start for OT between nearby distributions.
+is exactly the identity at init, the natural start for OT between nearby distributions. With
+`flatten=True` it takes any [N, ...] (a dense potential on voxels: a weight per voxel).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class MLP(nn.Module):
         hidden: tuple[int, ...] = (128, 128),
         activation: str = "silu",
         residual: bool = False,
+        flatten: bool = False,
     ) -> None:
         super().__init__()
         check_positive(in_dim=in_dim, out_dim=out_dim)
@@ -31,10 +33,13 @@ class MLP(nn.Module):
                 f"residual MLP needs in_dim == out_dim (got {in_dim} and {out_dim}); "
                 "pass residual=False"
             )
+        if residual and flatten:
+            raise NetConfigError("a flattening MLP is a potential; pass residual=False")
         make_activation(activation)
         self.in_dim = in_dim
         self.out_dim = out_dim
         self.residual = residual
+        self.flatten = flatten
 
         layers: list[nn.Module] = []
         width = in_dim
@@ -48,7 +53,9 @@ class MLP(nn.Module):
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the map (or potential) to a batch of vectors."""
+        """Apply the map (or potential) to a batch of vectors (`flatten`: of any [N, ...])."""
+        if self.flatten:
+            x = x.flatten(1)
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise NetConfigError(
                 f"MLP expects vectors of shape [N, {self.in_dim}], got {list(x.shape)}; "

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from otzoo.nets import MLP, count_parameters
-from otzoo.nets.common import ACTIVATIONS
+from otzoo.nets.common import ACTIVATIONS, NetConfigError
 
 
 def _vectors(n: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -90,3 +90,16 @@ def test_state_dict_round_trip_reproduces_outputs():
     x = _vectors(4, 3)
     assert torch.equal(copy(x), net(x))
     assert not torch.equal(net(x), x)
+
+
+def test_flatten_takes_voxels_as_their_flat_vector():
+    """A dense potential on voxels (`flatten=True`): the same function of the flat grid."""
+    torch.manual_seed(0)
+    net = MLP(3 * 8, 1, hidden=(16,), flatten=True)
+    x = torch.randn(5, 3, 2, 2, 2, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(net(x), net(x.flatten(1)))
+    assert net(x).shape == (5,)
+    with pytest.raises(NetConfigError, match=r"\[N, 24\]"):
+        net(torch.zeros(5, 3, 2, 2, 3))
+    with pytest.raises(NetConfigError, match="residual=False"):
+        MLP(24, 24, flatten=True, residual=True)

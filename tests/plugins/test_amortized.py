@@ -13,6 +13,8 @@ from otzoo.config import resolve
 from otzoo.data.benchmarks import gaussian_pair
 from otzoo.errors import ConfigError
 from otzoo.metrics.uvp import evaluate_map
+from otzoo.nets import MLP, ResNet3D
+from otzoo.nets.icnn import ConvICNN3D, DenseICNN
 from otzoo.registry import check_fits
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver, tiny_problem
@@ -47,6 +49,17 @@ def test_every_potential_loss_and_conjugate_solver_passes_the_contract(options):
 
 def test_icnn_voxel_variant_passes_the_contract():
     check_solver(_variant(potential="icnn", amortization="cycle"), kinds=("voxel",))
+
+
+@pytest.mark.parametrize(("potential", "net"), [("mlp", MLP), ("icnn", DenseICNN)])
+def test_dense_voxel_potentials_pass_the_contract(potential, net):
+    """`voxel_net=dense`: the potential sees the flat grid (a weight per voxel)."""
+    check_solver(_variant(potential=potential, voxel_net="dense"), kinds=("voxel",))
+    info = tiny_problem("voxel")[0]
+    config = Amortized.make_config({"potential": potential, "voxel_net": "dense"})
+    f = Amortized(config, info, CPU).f
+    assert any(isinstance(m, net) for m in f.modules())
+    assert not any(isinstance(m, (ResNet3D, ConvICNN3D)) for m in f.modules())
 
 
 def test_amortized_recovers_the_gaussian_map_in_2d():
@@ -110,6 +123,8 @@ def test_conjugate_tolerance_is_per_element_rms():
 def test_bad_options_raise_config_errors():
     with pytest.raises(ConfigError, match="potential"):
         Amortized.make_config({"potential": "resnet"})
+    with pytest.raises(ConfigError, match="voxel_net='flat'"):
+        Amortized.make_config({"voxel_net": "flat"})
     with pytest.raises(ConfigError, match="conj_solver"):
         Amortized.make_config({"conj_solver": "newton"})
     with pytest.raises(ConfigError, match="regression needs conj_max_iter"):

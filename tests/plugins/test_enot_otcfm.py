@@ -152,6 +152,28 @@ def test_enot_gradient_form_runs_on_voxels(norm):
     assert not torch.allclose(out, x[:2], atol=1e-5)  # and it learns away from it
 
 
+def test_enot_dense_voxel_potentials_see_the_flat_grid():
+    """`voxel_net=dense`: both potentials are MLPs on the flattened grid; T starts at the
+    identity and learns away from it, as with the ResNet potentials."""
+    from otzoo.nets import MLP, ResNet3D
+    from otzoo.testing import tiny_problem
+    from tests.conftest import fit, tensor_batches
+
+    cls = get_solver("enot")
+    info, x, y = tiny_problem("voxel")
+    config = cls.make_config({"voxel_net": "dense", "hidden": (16, 16), "lr_t": 1e-2})
+    solver = cls(config, info, CPU)
+    for name in ("f", "g"):
+        nets = list(solver.modules[name].modules())
+        assert any(isinstance(m, MLP) and m.flatten for m in nets)
+        assert not any(isinstance(m, ResNet3D) for m in nets)
+    assert torch.allclose(solver.transport(x[:2]), x[:2], atol=1e-5)
+    fit(solver, tensor_batches(x, y, 4), 3)
+    out = solver.transport(x[:2])
+    assert out.shape == x[:2].shape and torch.isfinite(out).all()
+    assert not torch.allclose(out, x[:2], atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "sid, kind, settings, batch, live",
     [
