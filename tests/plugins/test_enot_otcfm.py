@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from otzoo.errors import ConfigError
 from otzoo.registry import get_solver
 from otzoo.solver import PairInfo
 from otzoo_plugins.enot import expectile_loss
@@ -172,6 +173,20 @@ def test_enot_dense_voxel_potentials_see_the_flat_grid():
     out = solver.transport(x[:2])
     assert out.shape == x[:2].shape and torch.isfinite(out).all()
     assert not torch.allclose(out, x[:2], atol=1e-5)
+    with pytest.raises(ConfigError, match="voxel_net"):
+        cls.make_config({"voxel_net": "flat"})
+
+
+def test_enot_quick_takes_dense_potentials_and_a_cosine_run_on_digit_pairs_only():
+    from otzoo.config import resolve
+
+    cls = get_solver("enot")
+    run = resolve(cls, "3-5", "quick")
+    assert run.solver_config.voxel_net == "dense" and run.train.batch_size == 32
+    assert (run.train.steps, run.train.lr_schedule) == (4000, "cosine")
+    assert resolve(cls, "noise-5:16", "quick").solver_config.voxel_net == "conv"
+    assert resolve(cls, "3-5", "tiny").solver_config.voxel_net == "conv"
+    assert resolve(cls, "3-5", "quick", {"voxel_net": "conv"}).solver_config.voxel_net == "conv"
 
 
 @pytest.mark.parametrize(
