@@ -44,8 +44,7 @@ class W2GNConfig(SolverConfig):
     rank: int = 1  # rank of the input-quadratic layers
     activation: str = "celu"  # convex, non-decreasing: celu | softplus
     strong_convexity: float = 1e-2  # the 0.5*s*||x||^2 term of both potentials
-    # DenseICNN widths; (): (max(2d,64), max(2d,64), max(d,32)) on vectors, (128, 128, 64) on voxels
-    hidden: tuple[int, ...] = ()
+    hidden: tuple[int, ...] = ()  # DenseICNN widths; (): vectors 2d/2d/d, voxels 128/128/64
     voxel_net: str = "dense"  # dense (DenseICNN, the flat grid) | conv (ConvICNN3D)
     init_std: float | None = None  # DenseICNN weight scale; None: 0.1 (vectors), 1/sqrt(D) (voxels)
     icnn_base: int = 16  # ConvICNN3D width (voxel_net=conv)
