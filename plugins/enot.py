@@ -136,12 +136,12 @@ class ENOT(Solver):
         0.89 / 0.89, lit share 0.228 / 0.238 against 0.235 / 0.241, same step cost)."""
         if spec.kind == "digits" and preset == "quick":
             # dense potentials on the flat grid, 4,000 steps of batch 32 with a cosine decay
-            # (3-5, one thread, AMD, 2026-12-05, seeds 0 / 1; ~1,500 steps a minute, against
-            # ~170 for the ResNet potentials): 0.91 / 0.93 target accuracy after 3 minutes,
-            # purity 0.930 / 0.935, lit 0.233 / 0.237, where the ResNet potentials reached 0.87 /
-            # 0.90, 0.915 / 0.891 and 0.228 / 0.238 in 10. At a constant lr the dense map passes
-            # 0.95 by minute 3 and then keeps moving (transport cost 0.06 -> 0.15 by minute 6)
-            # into fog: purity 0.89, lit 0.25 (README, "The other voxel solvers").
+            # (3-5, one thread, AMD, 2026-12-05, seeds 0 / 1; ~1,500 steps a minute, the ResNet
+            # ones ~170 at batch 16): 0.91 / 0.93 target accuracy after 3 minutes, purity 0.930
+            # / 0.935, lit 0.233 / 0.237, where the ResNet potentials reached 0.87 / 0.90, 0.915
+            # / 0.891 and 0.228 / 0.238 in 10. At a constant lr the dense map passes 0.95 by
+            # minute 3-4 and then keeps moving into fog (batch 64, seed 0: transport cost 0.04
+            # -> 0.21 by minute 6, purity 0.90, lit 0.25; README, "The other voxel solvers").
             return {
                 "t_hue_plane": True,
                 "voxel_net": "dense",
