@@ -25,10 +25,10 @@ from otzoo.conjugate import CONJUGATE_SOLVERS, fit_identity, solve_conjugate, sq
 from otzoo.data.pairs import DataConfig
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
-from otzoo.errors import ConfigError
+from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, ResNet3D, UNet3D
-from otzoo.nets.common import zero_output
-from otzoo.nets.icnn import ConvICNN3D, DenseICNN, QuadraticPlus, potential_gradient
+from otzoo.nets.common import VOXEL_NETS, zero_output
+from otzoo.nets.icnn import GRID_WIDTHS, ConvICNN3D, DenseICNN, QuadraticPlus, potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 POTENTIALS = ("mlp", "icnn")
@@ -67,8 +67,7 @@ class AmortizedConfig(SolverConfig):
         ):
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}: use one of {', '.join(allowed)}")
-        if self.voxel_net not in ("conv", "dense"):
-            raise ConfigError(f"voxel_net={self.voxel_net!r}: use conv or dense")
+        check_value("voxel_net", self.voxel_net, lambda v: v in VOXEL_NETS, " | ".join(VOXEL_NETS))
         if self.conj_max_iter < 0 or self.conj_gtol < 0:
             raise ConfigError("conj_max_iter and conj_gtol must be >= 0")
         if self.conj_max_iter == 0 and self.amortization == "regression":
@@ -98,10 +97,9 @@ def build_potential(c: AmortizedConfig, info: PairInfo) -> nn.Module:
     """f with grad f exactly the identity at init (mlp) or an ICNN to pre-train (icnn)."""
     voxel = info.kind == "voxel"
     if voxel and c.voxel_net == "dense":  # a weight per voxel: MLP / DenseICNN on the flat grid
-        widths = c.hidden or (128, 128, 64)
         if c.potential == "icnn":
-            std = info.x_dim**-0.5  # keeps the flat grid's quadratic layers O(1) at the start
-            return DenseICNN(info.x_dim, widths, strong_convexity=c.strong_convexity, init_std=std)
+            return DenseICNN.on_grid(info.x_dim, c.hidden, strong_convexity=c.strong_convexity)
+        widths = c.hidden or GRID_WIDTHS
         mlp = MLP(info.x_dim, 1, hidden=widths, activation=c.activation, flatten=True)
         return QuadraticPlus(zero_output(mlp))
     if c.potential == "icnn":

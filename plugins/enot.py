@@ -37,7 +37,7 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, UNet3D
-from otzoo.nets.common import NORMS, ema_copy, ema_update, zero_output
+from otzoo.nets.common import NORMS, VOXEL_NETS, ema_copy, ema_update, zero_output
 from otzoo.nets.icnn import QuadraticPlus, potential_gradient
 from otzoo.nets.unet3d import hue_plane_project
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
@@ -70,7 +70,7 @@ class ENOTConfig(SolverConfig):
         super().__post_init__()
         check_value("expectile", self.expectile, lambda v: 0.5 <= v <= 1, "a number in [0.5, 1]")
         check_value("map", self.map, lambda v: v in ("network", "gradient"), "network or gradient")
-        check_value("voxel_net", self.voxel_net, lambda v: v in ("conv", "dense"), "conv or dense")
+        check_value("voxel_net", self.voxel_net, lambda v: v in VOXEL_NETS, " | ".join(VOXEL_NETS))
         check_value("g_norm", self.g_norm, lambda v: v in NORMS, " | ".join(NORMS))
         if self.bidirectional and self.map != "gradient":
             raise ConfigError(

@@ -28,11 +28,10 @@ from otzoo.conjugate import fit_identity, sq_dist
 from otzoo.data.pairs import DataConfig
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
-from otzoo.errors import ConfigError
+from otzoo.errors import ConfigError, check_value
+from otzoo.nets.common import VOXEL_NETS
 from otzoo.nets.icnn import ConvICNN3D, DenseICNN, potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
-
-VOXEL_NETS = ("dense", "conv")
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,7 @@ class W2GNConfig(SolverConfig):
             raise ConfigError(f"cycle_lambda={self.cycle_lambda}: use a number >= 0 (or none)")
         if self.pretrain_steps < 0:
             raise ConfigError(f"pretrain_steps={self.pretrain_steps}: use an integer >= 0")
-        if self.voxel_net not in VOXEL_NETS:
-            raise ConfigError(f"voxel_net={self.voxel_net!r}: use one of {', '.join(VOXEL_NETS)}")
+        check_value("voxel_net", self.voxel_net, lambda v: v in VOXEL_NETS, " | ".join(VOXEL_NETS))
         if self.init_std is not None and not self.init_std > 0:
             raise ConfigError(f"init_std={self.init_std}: use a number > 0 (or none)")
 
@@ -73,17 +71,10 @@ def build_icnn(c: W2GNConfig, info: PairInfo) -> nn.Module:
             strong_convexity=c.strong_convexity,
             activation=c.activation,
         )
-    voxel = info.kind == "voxel"
-    # weights of 1/sqrt(D) keep a flattened grid's quadratic layers O(1) at the start
-    std = c.init_std if c.init_std is not None else info.x_dim**-0.5 if voxel else 0.1
-    return DenseICNN(
-        info.x_dim,
-        hidden=c.hidden or ((128, 128, 64) if voxel else None),
-        rank=c.rank,
-        activation=c.activation,
-        strong_convexity=c.strong_convexity,
-        init_std=std,
-    )
+    shape = {"rank": c.rank, "activation": c.activation, "strong_convexity": c.strong_convexity}
+    if info.kind == "voxel":
+        return DenseICNN.on_grid(info.x_dim, c.hidden, c.init_std, **shape)
+    return DenseICNN(info.x_dim, hidden=c.hidden or None, init_std=c.init_std or 0.1, **shape)
 
 
 class W2GN(Solver):

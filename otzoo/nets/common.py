@@ -23,6 +23,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
 }
 NORMS = ("group", "none")
+# a voxel potential's layout: 3D convolutions (weights shared across the grid) | the flat grid
+VOXEL_NETS = ("conv", "dense")
 
 
 class NetConfigError(ConfigError, ValueError):

@@ -9,6 +9,8 @@ non-negative part after an optimizer step, `convexity_penalty` is the soft alter
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,6 +18,7 @@ from torch import Tensor, nn
 from otzoo.nets.common import NetConfigError, check_positive, check_voxels
 
 CONVEX_ACTIVATIONS = ("celu", "softplus")
+GRID_WIDTHS = (128, 128, 64)  # a dense potential's default widths on a flattened voxel grid
 
 
 def _convex_activation(name: str) -> nn.Module:
@@ -111,6 +114,16 @@ class DenseICNN(_ConvexMixin, nn.Module):
         with torch.no_grad():
             for layer in self._hidden_path():
                 layer.weight.copy_(torch.randn_like(layer.weight).abs() * init_std)
+
+    @classmethod
+    def on_grid(
+        cls, dim: int, hidden: tuple[int, ...] = (), init_std: float | None = None, **kwargs: Any
+    ) -> DenseICNN:
+        """A DenseICNN for a flattened voxel grid of `dim` values: widths (128, 128, 64) unless
+        given, weights drawn at 1/sqrt(dim) unless given, which keeps the quadratic layers O(1)
+        at the start where the vector default (0.1) would not."""
+        std = dim**-0.5 if init_std is None else init_std
+        return cls(dim, hidden=hidden or GRID_WIDTHS, init_std=std, **kwargs)
 
     def _hidden_path(self) -> list[nn.Linear]:
         return [*self.convex_layers, self.final_layer]
