@@ -12,9 +12,11 @@ from otzoo.metrics.basic import (
     w2_to_target,
     worst_color_accuracy,
 )
+from otzoo.metrics.haze import STROKE_GROUPS, pair_targets, stroke_split
 from otzoo.metrics.uvp import cosine_metric, evaluate_map, l2_uvp
 
 __all__ = [
+    "STROKE_GROUPS",
     "batched_apply",
     "color_preservation",
     "color_purity",
@@ -25,6 +27,8 @@ __all__ = [
     "frechet_distance",
     "l2_uvp",
     "lit_share",
+    "pair_targets",
+    "stroke_split",
     "transport_cost",
     "w2_to_target",
     "worst_color_accuracy",
