@@ -62,18 +62,22 @@ def read_config(run_dir: Path) -> RunConfig:
         raise CheckpointError(
             f"{path}: not a run config (a JSON object); the run folder is damaged"
         )
-    _migrate(raw)
     solver_cls = get_solver(str(raw.get("solver", "?")))
+    _migrate(raw, solver_cls)
     try:
         return RunConfig.from_dict(raw, solver_cls)
     except ConfigError as err:
         raise CheckpointError(f"{path}: {err}") from None
 
 
-def _migrate(raw: dict[str, Any]) -> None:
+def _migrate(raw: dict[str, Any], solver_cls: type[Solver]) -> None:
     """Run folders written before the loop owned the lr schedule kept it in the solver config
-    (`lr_decay_steps`, 0 = constant): move it to the train section."""
+    (`lr_decay_steps`, 0 = constant): move it to the train section. Keys a solver added with a
+    new default get the value older runs were built with (`Solver.former_defaults`)."""
     solver_cfg, train_cfg = raw.get("solver_config"), raw.get("train")
+    if isinstance(solver_cfg, dict):
+        for key, value in solver_cls.former_defaults.items():
+            solver_cfg.setdefault(key, value)
     if isinstance(solver_cfg, dict) and isinstance(train_cfg, dict):
         steps = solver_cfg.pop("lr_decay_steps", None)
         if steps:

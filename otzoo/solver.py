@@ -111,6 +111,9 @@ class Solver(ABC):
     # True for solvers whose cost compares x with T(x) (||x - T(x)||^2): the core refuses pairs
     # whose source and target shapes differ before building one (OTM maps latents: False).
     equal_shapes: ClassVar[bool] = True
+    # Keys whose default changed, with the value a run saved before the key existed was built
+    # with: reading an older run folder's config fills them in, so its checkpoint still fits.
+    former_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: SolverConfig, info: PairInfo, device: torch.device) -> None:
         self.config = config

@@ -82,6 +82,7 @@ class W2GN(Solver):
     tags = frozenset({"voxel", "vector", "neural"})
     Config = W2GNConfig
     amp_safe = False  # gradients of potentials (and their conjugates) need fp32
+    former_defaults = {"voxel_net": "conv"}  # voxel runs before 2026-12-05 had ConvICNN3Ds
     presets = {
         "tiny": {"pretrain_steps": 3, "hidden": (16, 16), "icnn_base": 4, "icnn_levels": 1},
         "quick": {"pretrain_steps": 20, "icnn_base": 8},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -13,10 +14,11 @@ from otzoo.errors import ConfigError
 from otzoo.metrics.uvp import evaluate_map
 from otzoo.nets.icnn import ConvICNN3D, DenseICNN, potential_gradient
 from otzoo.registry import check_fits, get_solver
+from otzoo.runs import load_run
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver, tiny_problem
 from otzoo_plugins.w2gn import W2GN
-from tests.conftest import fit, pair_batches, tensor_batches
+from tests.conftest import fit, pair_batches, run_cli, tensor_batches
 
 CPU = torch.device("cpu")
 
@@ -125,3 +127,21 @@ def test_digit_pairs_quick_take_the_measured_recipe_and_a_dense_voxel_potential(
     assert resolve(W2GN, "3-5", "quick", {"lr": 3e-4}).solver_config.lr == 3e-4
     solver = W2GN(quick, PairInfo("voxel", (3, 8, 8, 8), (3, 8, 8, 8)), CPU)
     assert type(solver.D) is DenseICNN and solver.D.hidden == (128, 128, 64)
+
+
+def test_a_voxel_run_saved_before_dense_potentials_still_loads(tmp_path):
+    """Runs saved before 2026-12-05 have no `voxel_net` key and ConvICNN3D weights; reading one
+    must rebuild the conv potentials (`former_defaults`), not today's dense ones, which its
+    checkpoint does not fit."""
+    out = tmp_path / "old"
+    res = run_cli("train", "--solver", "w2gn", "--pair", "3-5", "--preset", "tiny", "--quiet",
+                  "--set", "voxel_net=conv", "--out", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    path = out / "config.json"
+    raw = json.loads(path.read_text())
+    del raw["solver_config"]["voxel_net"]
+    path.write_text(json.dumps(raw))
+    run, solver, _ = load_run(out)
+    assert run.solver_config.voxel_net == "conv"
+    assert isinstance(solver.modules["D"], ConvICNN3D)
+    assert W2GN.make_config().voxel_net == "dense"  # new runs keep today's default
