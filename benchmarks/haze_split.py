@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from otzoo.errors import OtzooError
 from otzoo.metrics import STROKE_GROUPS, batched_apply, stroke_split
 from otzoo.runs import load_run
 
@@ -43,21 +44,28 @@ def main() -> None:
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     a = p.parse_args()
+    if a.samples < 1:
+        p.error(f"--samples {a.samples}: pass at least 1")
     torch.set_num_threads(a.threads)
+    loaded = []
+    for run_dir in a.runs:  # every folder checked before a line is printed
+        try:
+            loaded.append((run_dir, *load_run(run_dir)))
+        except OtzooError as err:  # one line and exit status 2, as the CLI does
+            p.error(str(err))
+        if loaded[-1][3].kind != "voxel":
+            p.error(f"{run_dir}: a vector run; the split reads voxel strokes, pass a voxel run")
     print("| map | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     identity_done: set[tuple[str, int]] = set()
-    for run_dir in a.runs:
-        run, solver, data = load_run(run_dir)
-        if data.kind != "voxel":
-            raise SystemExit(f"{run_dir}: not a voxel run; the split reads voxel strokes")
+    for run_dir, run, solver, data in loaded:
         n = min(a.samples, len(data.x_test), len(data.y_test))
         x, y = data.x_test[:n], data.y_test[:n]
         key = (repr(run.data), run.seed)
         if key not in identity_done:  # one identity row per data set
             identity_done.add(key)
             print(row(f"identity ({run.pair}, seed {run.seed})", stroke_split(x, x, y)))
-        tx = batched_apply(solver.transport, x, device=solver.device).cpu()
+        tx = batched_apply(solver.transport, x, device=solver.device)
         print(row(f"{run.solver} ({run_dir.name})", stroke_split(x, tx, y)))
 
 

@@ -64,3 +64,26 @@ def test_time_to_quality_at_the_presets_steps_ends_on_compares_row(tmp_path, sel
         assert float(got["selected_step"]) == want["selected_step"]
     for key in ("transport_cost", "lit_share", "color_purity", "target_accuracy"):
         assert float(got[key]) == pytest.approx(want[key], rel=1e-3), key
+
+
+def test_haze_split_reads_a_voxel_run_and_refuses_a_folder_that_is_none(tmp_path):
+    """The identity row first (it keeps every source stroke lit, draws none), then the run's."""
+    out = tmp_path / "run"
+    res = run_cli("train", "--solver", "pot-sinkhorn", "--pair", "3-5", "--preset", "tiny",
+                  "--quiet", "--out", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    script = str(BENCHMARKS / "haze_split.py")
+    res = subprocess.run([sys.executable, script, str(out), "--samples", "8"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    header, _, identity, row = res.stdout.strip().splitlines()
+    cols = header.strip("| ").split(" | ")
+    ident = dict(zip(cols, identity.strip("| ").split(" | "), strict=True))
+    got = dict(zip(cols, row.strip("| ").split(" | "), strict=True))
+    assert ident["source_only lit"] == "1.000" and ident["target_only lit"] == "0.000"
+    assert got["map"] == "pot-sinkhorn (run)"
+    assert float(got["target_only brightness"]) > 0.0  # the map draws some of the target
+    bad = subprocess.run([sys.executable, script, str(out), str(tmp_path / "nothing")],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "not a run folder" in bad.stderr and "Traceback" not in bad.stderr
