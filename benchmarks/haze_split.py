@@ -50,11 +50,12 @@ def main() -> None:
     loaded = []
     for run_dir in a.runs:  # every folder checked before a line is printed
         try:
-            loaded.append((run_dir, *load_run(run_dir)))
+            run, solver, data = load_run(run_dir)
         except OtzooError as err:  # one line and exit status 2, as the CLI does
             p.error(str(err))
-        if loaded[-1][3].kind != "voxel":
+        if data.kind != "voxel":
             p.error(f"{run_dir}: a vector run; the split reads voxel strokes, pass a voxel run")
+        loaded.append((run_dir, run, solver, data))
     print("| map | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     identity_done: set[tuple[str, int]] = set()

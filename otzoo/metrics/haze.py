@@ -1,6 +1,6 @@
 """Where a voxel map's lit voxels come from: the strokes it kept, failed to switch off, drew or
-hazed (README, "What the haze is made of"). `lit_share` says there is too much light; this says which
-part of the job the map left undone."""
+hazed (README, "What the haze is made of"). `lit_share` says there is too much light; this says
+which part of the job the map left undone."""
 
 from __future__ import annotations
 
