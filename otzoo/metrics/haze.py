@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from otzoo.data.transforms import lit_voxels, unit_range
-from otzoo.metrics.basic import HAZE_THRESHOLD
+from otzoo.metrics.basic import HAZE_THRESHOLD, emd_iterations
 
 STROKE_GROUPS = ("kept", "source_only", "target_only", "background")
 
@@ -26,7 +26,7 @@ def pair_targets(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     u, v = x.detach().cpu().double().flatten(1), y.detach().cpu().double().flatten(1)
     cost = torch.cdist(u, v).square().numpy()
     w = np.full(len(x), 1.0 / len(x))
-    plan = ot.emd(w, w, cost, numItermax=max(100_000, 50 * len(x) ** 2))
+    plan = ot.emd(w, w, cost, numItermax=emd_iterations(len(x), len(y)))
     return torch.from_numpy(plan.argmax(axis=1))
 
 
