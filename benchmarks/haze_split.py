@@ -4,8 +4,11 @@ many real targets, otzoo.metrics.stroke_split): kept strokes, the input's own st
 should switch off (source-only), the target's strokes it should draw (target-only), and the
 background. Per group: voxels per sample, the outputs' mean brightness there and the share they
 light. The identity row comes first (source-only lit 1, target-only 0; a perfect map: 0 / 1).
+With --by-frequency a second table cuts each group's brightness by how often the run's real
+training targets light the voxel (otzoo.metrics.frequency_split): a ghost of the average
+target is brightness that rises with that frequency in the background.
 
-    .venv/bin/python benchmarks/haze_split.py RUN_DIR [RUN_DIR ...] [--samples 200]
+    .venv/bin/python benchmarks/haze_split.py RUN_DIR [RUN_DIR ...] [--samples 200] [--by-frequency]
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from pathlib import Path
 import torch
 
 from otzoo.errors import OtzooError
-from otzoo.metrics import STROKE_GROUPS, batched_apply, stroke_split
+from otzoo.metrics import (
+    FREQUENCY_BINS,
+    STROKE_GROUPS,
+    batched_apply,
+    frequency_split,
+    stroke_split,
+    target_frequency,
+)
 from otzoo.runs import load_run
 
 COLUMNS = [f"{g} {k}" for g in STROKE_GROUPS for k in ("voxels", "brightness", "lit")]
@@ -34,6 +44,19 @@ def row(name: str, scores: dict[str, float]) -> str:
     )
 
 
+def frequency_rows(name: str, scores: dict[str, float]) -> list[str]:
+    """One row per stroke group but `kept`: brightness (voxels per sample) in each bin."""
+    return [
+        f"| {name} | {group} | "
+        + " | ".join(
+            f"{scores[f'{group}_{b}_brightness']:.3f} ({scores[f'{group}_{b}_voxels']:.0f})"
+            for b in FREQUENCY_BINS
+        )
+        + " |"
+        for group in STROKE_GROUPS[1:]
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -43,6 +66,11 @@ def main() -> None:
         "--samples", type=int, default=200, help="test inputs (and real targets) per run"
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--by-frequency",
+        action="store_true",
+        help="also cut each group by how often real training targets light the voxel",
+    )
     a = p.parse_args()
     if a.samples < 1:
         p.error(f"--samples {a.samples}: pass at least 1")
@@ -58,16 +86,32 @@ def main() -> None:
         loaded.append((run_dir, run, solver, data))
     print("| map | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
+    ghosts: list[str] = []
     identity_done: set[tuple[str, int]] = set()
     for run_dir, run, solver, data in loaded:
         n = min(a.samples, len(data.x_test), len(data.y_test))
         x, y = data.x_test[:n], data.y_test[:n]
+        often = target_frequency(data.y_train) if a.by_frequency else None
         key = (repr(run.data), run.seed)
         if key not in identity_done:  # one identity row per data set
             identity_done.add(key)
-            print(row(f"identity ({run.pair}, seed {run.seed})", stroke_split(x, x, y)))
+            name = f"identity ({run.pair}, seed {run.seed})"
+            print(row(name, stroke_split(x, x, y)))
+            if often is not None:
+                ghosts += frequency_rows(name, frequency_split(x, x, y, often))
         tx = batched_apply(solver.transport, x, device=solver.device)
-        print(row(f"{run.solver} ({run_dir.name})", stroke_split(x, tx, y)))
+        name = f"{run.solver} ({run_dir.name})"
+        print(row(name, stroke_split(x, tx, y)))
+        if often is not None:
+            ghosts += frequency_rows(name, frequency_split(x, tx, y, often))
+    if ghosts:
+        bins = [f"{b} ({lo:g}-{hi:g})" for b, (lo, hi) in FREQUENCY_BINS.items()]
+        print(
+            "\nBrightness (voxels per sample) by how often real training targets light the voxel:"
+        )
+        print("| map | group | " + " | ".join(bins) + " |")
+        print("|---" * (len(bins) + 2) + "|")
+        print("\n".join(ghosts))
 
 
 if __name__ == "__main__":

@@ -73,16 +73,23 @@ def test_haze_split_reads_a_voxel_run_and_refuses_a_folder_that_is_none(tmp_path
                   "--quiet", "--out", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     script = str(BENCHMARKS / "haze_split.py")
-    res = subprocess.run([sys.executable, script, str(out), "--samples", "8"],
+    res = subprocess.run([sys.executable, script, str(out), "--samples", "8", "--by-frequency"],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
-    header, _, identity, row = res.stdout.strip().splitlines()
+    split, ghost = res.stdout.strip().split("\n\n")
+    header, _, identity, row = split.splitlines()
     cols = header.strip("| ").split(" | ")
     ident = dict(zip(cols, identity.strip("| ").split(" | "), strict=True))
     got = dict(zip(cols, row.strip("| ").split(" | "), strict=True))
     assert ident["source_only lit"] == "1.000" and ident["target_only lit"] == "0.000"
     assert got["map"] == "pot-sinkhorn (run)"
     assert float(got["target_only brightness"]) > 0.0  # the map draws some of the target
+    ghost_rows = [line.strip("| ").split(" | ") for line in ghost.splitlines()[3:]]
+    assert [r[:2] for r in ghost_rows] == [  # three groups a map, three frequency bins each
+        [m, g] for m in ("identity (3-5, seed 0)", "pot-sinkhorn (run)")
+        for g in ("source_only", "target_only", "background")
+    ]  # fmt: skip
+    assert ghost_rows[0][2].startswith("1.000") and ghost_rows[2][4].startswith("0.000")
     bad = subprocess.run([sys.executable, script, str(out), str(tmp_path / "nothing")],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and bad.stdout == ""

@@ -12,10 +12,18 @@ from otzoo.metrics.basic import (
     w2_to_target,
     worst_color_accuracy,
 )
-from otzoo.metrics.haze import STROKE_GROUPS, pair_targets, stroke_split
+from otzoo.metrics.haze import (
+    FREQUENCY_BINS,
+    STROKE_GROUPS,
+    frequency_split,
+    pair_targets,
+    stroke_split,
+    target_frequency,
+)
 from otzoo.metrics.uvp import cosine_metric, evaluate_map, l2_uvp
 
 __all__ = [
+    "FREQUENCY_BINS",
     "STROKE_GROUPS",
     "batched_apply",
     "color_preservation",
@@ -24,11 +32,13 @@ __all__ = [
     "diversity",
     "energy_distance",
     "evaluate_map",
+    "frequency_split",
     "frechet_distance",
     "l2_uvp",
     "lit_share",
     "pair_targets",
     "stroke_split",
+    "target_frequency",
     "transport_cost",
     "w2_to_target",
     "worst_color_accuracy",

@@ -11,6 +11,8 @@ from otzoo.data.transforms import lit_voxels, unit_range
 from otzoo.metrics.basic import HAZE_THRESHOLD, emd_iterations
 
 STROKE_GROUPS = ("kept", "source_only", "target_only", "background")
+# how often real targets light a voxel: never-ish, sometimes, often (frequency_split)
+FREQUENCY_BINS = {"rare": (0.0, 0.02), "sometimes": (0.02, 0.25), "often": (0.25, 1.0)}
 
 
 def pair_targets(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -39,20 +41,7 @@ def stroke_split(x: torch.Tensor, tx: torch.Tensor, y: torch.Tensor) -> dict[str
     threshold). The identity scores source_only 1 / target_only 0; a perfect map 0 / 1.
 
     x, tx, y: [N, C, D, H, W] in [-1, 1], the same N (inputs, their outputs, real targets)."""
-    if x.dim() != 5 or tx.shape != x.shape or y.shape != x.shape:
-        raise ValueError(
-            f"stroke_split wants inputs, outputs and targets of one [N, C, D, H, W] shape, got "
-            f"{tuple(x.shape)}, {tuple(tx.shape)}, {tuple(y.shape)}"
-        )
-    partner = y[pair_targets(x, y)]
-    lit_x, lit_y = lit_voxels(unit_range(x)), lit_voxels(unit_range(partner))
-    out = unit_range(tx).amax(dim=1)
-    groups = {
-        "kept": lit_x & lit_y,
-        "source_only": lit_x & ~lit_y,
-        "target_only": ~lit_x & lit_y,
-        "background": ~lit_x & ~lit_y,
-    }
+    groups, out = _groups(x, tx, y)
     scores: dict[str, float] = {}
     for name, mask in groups.items():
         count = int(mask.sum())
@@ -61,4 +50,58 @@ def stroke_split(x: torch.Tensor, tx: torch.Tensor, y: torch.Tensor) -> dict[str
         scores[f"{name}_lit"] = (
             float((out[mask] > HAZE_THRESHOLD).double().mean()) if count else float("nan")
         )
+    return scores
+
+
+def _groups(
+    x: torch.Tensor, tx: torch.Tensor, y: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The four stroke groups as bool masks [N, D, H, W] (each input against its OT partner)
+    and the outputs' brightness [N, D, H, W] (brightest channel in [0, 1])."""
+    if x.dim() != 5 or tx.shape != x.shape or y.shape != x.shape:
+        raise ValueError(
+            f"the stroke split wants inputs, outputs and targets of one [N, C, D, H, W] shape, got "
+            f"{tuple(x.shape)}, {tuple(tx.shape)}, {tuple(y.shape)}"
+        )
+    partner = y[pair_targets(x, y)]
+    lit_x, lit_y = lit_voxels(unit_range(x)), lit_voxels(unit_range(partner))
+    groups = {
+        "kept": lit_x & lit_y,
+        "source_only": lit_x & ~lit_y,
+        "target_only": ~lit_x & lit_y,
+        "background": ~lit_x & ~lit_y,
+    }
+    return groups, unit_range(tx).amax(dim=1)
+
+
+def target_frequency(y: torch.Tensor) -> torch.Tensor:
+    """[D, H, W]: the share of real targets `y` ([N, C, D, H, W] in [-1, 1]) lighting each voxel."""
+    return lit_voxels(unit_range(y)).double().mean(dim=0)
+
+
+def frequency_split(
+    x: torch.Tensor, tx: torch.Tensor, y: torch.Tensor, frequency: torch.Tensor
+) -> dict[str, float]:
+    """The stroke split's brightness, each group cut by how often real targets light the voxel
+    (`frequency` [D, H, W], e.g. `target_frequency` of the training targets; FREQUENCY_BINS):
+    `<group>_<bin>_brightness` and `<group>_<bin>_voxels` per sample. A map that moves every
+    input towards the *average* target draws a ghost of it: its background and target-only
+    brightness rise with the frequency and do not depend on the partner; a perfect map scores
+    background 0 and target-only 1 in every bin."""
+    groups, out = _groups(x, tx, y)
+    if frequency.shape != out.shape[1:]:
+        raise ValueError(
+            f"frequency_split wants a frequency per voxel {tuple(out.shape[1:])}, "
+            f"got {tuple(frequency.shape)}"
+        )
+    scores: dict[str, float] = {}
+    for name, mask in groups.items():
+        for label, (low, high) in FREQUENCY_BINS.items():
+            inside = (frequency >= low) & ((frequency < high) | (high == 1.0))
+            cell = mask & inside.to(mask.device)
+            count = int(cell.sum())
+            scores[f"{name}_{label}_voxels"] = count / len(x)
+            scores[f"{name}_{label}_brightness"] = (
+                float(out[cell].mean()) if count else float("nan")
+            )
     return scores
