@@ -4,9 +4,10 @@ many real targets, otzoo.metrics.stroke_split): kept strokes, the input's own st
 should switch off (source-only), the target's strokes it should draw (target-only), and the
 background. Per group: voxels per sample, the outputs' mean brightness there and the share they
 light. The identity row comes first (source-only lit 1, target-only 0; a perfect map: 0 / 1).
-With --by-frequency a second table cuts each group's brightness by how often the run's real
-training targets light the voxel (otzoo.metrics.frequency_split): a ghost of the average
-target is brightness that rises with that frequency in the background.
+With --by-frequency a second table cuts each group by how often the run's real training targets
+light the voxel (otzoo.metrics.frequency_split) and gives the shares the output lights dim
+(haze: real digits have no dim voxel) and bright: a map hedging between targets puts its dim
+voxels where targets are often lit.
 
     .venv/bin/python benchmarks/haze_split.py RUN_DIR [RUN_DIR ...] [--samples 200] [--by-frequency]
 """
@@ -45,15 +46,16 @@ def row(name: str, scores: dict[str, float]) -> str:
 
 
 def frequency_rows(name: str, scores: dict[str, float]) -> list[str]:
-    """One row per stroke group but `kept`: brightness (voxels per sample) in each bin."""
+    """One row per stroke group: dim / bright shares (voxels per sample) in each bin."""
     return [
         f"| {name} | {group} | "
         + " | ".join(
-            f"{scores[f'{group}_{b}_brightness']:.3f} ({scores[f'{group}_{b}_voxels']:.0f})"
+            f"{scores[f'{group}_{b}_dim']:.2f} / {scores[f'{group}_{b}_bright']:.2f}"
+            f" ({scores[f'{group}_{b}_voxels']:.0f})"
             for b in FREQUENCY_BINS
         )
         + " |"
-        for group in STROKE_GROUPS[1:]
+        for group in STROKE_GROUPS
     ]
 
 

@@ -85,11 +85,12 @@ def test_haze_split_reads_a_voxel_run_and_refuses_a_folder_that_is_none(tmp_path
     assert got["map"] == "pot-sinkhorn (run)"
     assert float(got["target_only brightness"]) > 0.0  # the map draws some of the target
     ghost_rows = [line.strip("| ").split(" | ") for line in ghost.splitlines()[3:]]
-    assert [r[:2] for r in ghost_rows] == [  # three groups a map, three frequency bins each
+    assert [r[:2] for r in ghost_rows] == [  # four groups a map, three frequency bins each
         [m, g] for m in ("identity (3-5, seed 0)", "pot-sinkhorn (run)")
-        for g in ("source_only", "target_only", "background")
+        for g in ("kept", "source_only", "target_only", "background")
     ]  # fmt: skip
-    assert ghost_rows[0][2].startswith("1.000") and ghost_rows[2][4].startswith("0.000")
+    assert ghost_rows[1][4].startswith("0.00 / 1.00")  # the identity: source strokes at full
+    assert ghost_rows[3][4].startswith("0.00 / 0.00")  # and a dark background
     bad = subprocess.run([sys.executable, script, str(out), str(tmp_path / "nothing")],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and bad.stdout == ""

@@ -13,6 +13,7 @@ from otzoo.metrics.basic import HAZE_THRESHOLD, emd_iterations
 STROKE_GROUPS = ("kept", "source_only", "target_only", "background")
 # how often real targets light a voxel: never-ish, sometimes, often (frequency_split)
 FREQUENCY_BINS = {"rare": (0.0, 0.02), "sometimes": (0.02, 0.25), "often": (0.25, 1.0)}
+DIM_CEILING = 0.5  # a lit voxel below half brightness is haze: every real lit voxel is at full
 
 
 def pair_targets(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -82,18 +83,23 @@ def target_frequency(y: torch.Tensor) -> torch.Tensor:
 def frequency_split(
     x: torch.Tensor, tx: torch.Tensor, y: torch.Tensor, frequency: torch.Tensor
 ) -> dict[str, float]:
-    """The stroke split's brightness, each group cut by how often real targets light the voxel
-    (`frequency` [D, H, W], e.g. `target_frequency` of the training targets; FREQUENCY_BINS):
-    `<group>_<bin>_brightness` and `<group>_<bin>_voxels` per sample. A map that moves every
-    input towards the *average* target draws a ghost of it: its background and target-only
-    brightness rise with the frequency and do not depend on the partner; a perfect map scores
-    background 0 and target-only 1 in every bin."""
+    """The stroke split cut by how often real targets light each voxel (`frequency` [D, H, W],
+    e.g. `target_frequency` of the training targets; FREQUENCY_BINS). Per group and bin:
+    `<group>_<bin>_voxels` per sample, and the shares of them the output lights `dim` (brightness
+    in (HAZE_THRESHOLD, DIM_CEILING): real digits have none) and `bright` (>= DIM_CEILING).
+    Bright voxels where the paired target is dark can be another plausible target; dim ones
+    are haze, and a map that hedges between targets puts them where targets often have light.
+
+    x, tx, y: as `stroke_split`."""
     groups, out = _groups(x, tx, y)
     if frequency.shape != out.shape[1:]:
         raise ValueError(
             f"frequency_split wants a frequency per voxel {tuple(out.shape[1:])}, "
             f"got {tuple(frequency.shape)}"
         )
+    dim = (out > HAZE_THRESHOLD) & (out < DIM_CEILING)
+    bright = out >= DIM_CEILING
+    nan = float("nan")
     scores: dict[str, float] = {}
     for name, mask in groups.items():
         for label, (low, high) in FREQUENCY_BINS.items():
@@ -101,7 +107,6 @@ def frequency_split(
             cell = mask & inside.to(mask.device)
             count = int(cell.sum())
             scores[f"{name}_{label}_voxels"] = count / len(x)
-            scores[f"{name}_{label}_brightness"] = (
-                float(out[cell].mean()) if count else float("nan")
-            )
+            scores[f"{name}_{label}_dim"] = float(dim[cell].double().mean()) if count else nan
+            scores[f"{name}_{label}_bright"] = float(bright[cell].double().mean()) if count else nan
     return scores
