@@ -109,7 +109,7 @@ def main() -> None:
     if ghosts:
         bins = [f"{b} ({lo:g}-{hi:g})" for b, (lo, hi) in FREQUENCY_BINS.items()]
         print(
-            "\nBrightness (voxels per sample) by how often real training targets light the voxel:"
+            "\nShare lit dim / bright (voxels per sample) by how often real training targets light it:"
         )
         print("| map | group | " + " | ".join(bins) + " |")
         print("|---" * (len(bins) + 2) + "|")
