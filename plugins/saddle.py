@@ -10,6 +10,7 @@ subclass's `potential_key`: "f" for NOT, "psi" for OTM.
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,6 +25,7 @@ from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, ResNet3D, UNet3D
 from otzoo.nets.common import ema_copy, ema_update
 from otzoo.nets.icnn import potential_gradient
+from otzoo.nets.mlp import PatchEmbed
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 
@@ -95,10 +97,21 @@ def potential_net(
     activation: str = "silu",
     context: bool = False,
     voxel_net: str = "conv",
+    patch: int = 0,
 ) -> nn.Module:
     """The potential on target samples: a ResNet3D for voxels (`context`: FiLM from the input's
     channel means), an MLP (of `activation`) for vectors, and for voxels with
-    `voxel_net="dense"` too, on the flattened grid (a weight per voxel)."""
+    `voxel_net="dense"` too, on the flattened grid (a weight per voxel), after a `PatchEmbed`
+    of `patch` features per 2^3 patch when `patch` > 0."""
+    if info.kind == "voxel" and voxel_net == "dense" and patch > 0:
+        embed = PatchEmbed(info.y_shape[0], patch, activation=activation)
+        if any(n % embed.side for n in info.y_shape[1:]):
+            raise ConfigError(
+                f"patch={patch}: 2^3 patches need an even grid, got {list(info.y_shape[1:])}; "
+                "use an even --set grid=N or patch=0"
+            )
+        n_patches = math.prod(n // embed.side for n in info.y_shape[1:])
+        return MLP(n_patches * patch, 1, hidden, activation, flatten=True, embed=embed)
     if info.kind == "voxel" and voxel_net == "dense":
         return MLP(info.y_dim, 1, hidden=hidden, activation=activation, flatten=True)
     if info.kind == "voxel":

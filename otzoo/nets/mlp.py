@@ -24,6 +24,7 @@ class MLP(nn.Module):
         activation: str = "silu",
         residual: bool = False,
         flatten: bool = False,
+        embed: nn.Module | None = None,
     ) -> None:
         super().__init__()
         check_positive(in_dim=in_dim, out_dim=out_dim)
@@ -40,6 +41,7 @@ class MLP(nn.Module):
         self.out_dim = out_dim
         self.residual = residual
         self.flatten = flatten
+        self.embed = embed
 
         layers: list[nn.Module] = []
         width = in_dim
@@ -54,6 +56,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the map (or potential) to a batch of vectors (`flatten`: of any [N, ...])."""
+        if self.embed is not None:
+            x = self.embed(x)
         if self.flatten:
             x = x.flatten(1)
         if x.dim() != 2 or x.shape[1] != self.in_dim:
@@ -65,3 +69,25 @@ class MLP(nn.Module):
         if self.residual:
             out = x + out
         return out.squeeze(-1) if self.out_dim == 1 else out
+
+
+class PatchEmbed(nn.Module):
+    """Each side^3 patch of a voxel grid [N, C, D, H, W] -> `width` features, one linear map shared
+    by all patches, then the activation: [N, width, D/side, H/side, W/side]. Before a dense
+    potential it lifts the rank of the potential's input gradient: an MLP's gradient lies in the
+    span of its first layer's rows (128 of 12,288 directions at 16^3); after a PatchEmbed each
+    patch's part of it is gated by that patch's own features."""
+
+    def __init__(self, channels: int, width: int, side: int = 2, activation: str = "elu") -> None:
+        super().__init__()
+        check_positive(channels=channels, width=width, side=side)
+        self.side = side
+        self.proj = nn.Conv3d(channels, width, kernel_size=side, stride=side)
+        self.act = make_activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(n % self.side for n in x.shape[2:]):
+            raise NetConfigError(
+                f"patches of side {self.side} need a grid divisible by it, got {list(x.shape[2:])}"
+            )
+        return self.act(self.proj(x))

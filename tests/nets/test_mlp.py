@@ -7,6 +7,7 @@ import torch
 
 from otzoo.nets import MLP, count_parameters
 from otzoo.nets.common import ACTIVATIONS, NetConfigError
+from otzoo.nets.mlp import PatchEmbed
 
 
 def _vectors(n: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -103,3 +104,25 @@ def test_flatten_takes_voxels_as_their_flat_vector():
         net(torch.zeros(5, 3, 2, 2, 3))
     with pytest.raises(NetConfigError, match="residual=False"):
         MLP(24, 24, flatten=True, residual=True)
+
+
+def _gradient_rank(net: torch.nn.Module, n: int = 60) -> int:
+    """Rank of the potential's input gradients at n random grids: the directions its map moves in."""
+    x = torch.randn(n, 3, 4, 4, 4, requires_grad=True)
+    (grad,) = torch.autograd.grad(net(x).sum(), x)
+    return int(torch.linalg.matrix_rank(grad.flatten(1)))
+
+
+def test_patch_embed_lifts_the_rank_of_a_dense_potentials_gradient():
+    torch.manual_seed(0)
+    plain = MLP(192, 1, hidden=(8, 8), activation="elu", flatten=True)
+    embed = PatchEmbed(3, 24, activation="elu")
+    patched = MLP(8 * 24, 1, hidden=(8, 8), activation="elu", flatten=True, embed=embed)
+    assert embed(torch.zeros(2, 3, 4, 4, 4)).shape == (2, 24, 2, 2, 2)
+    assert _gradient_rank(plain) <= 8  # the span of the first layer's 8 rows
+    assert _gradient_rank(patched) > 40
+
+
+def test_patch_embed_refuses_a_grid_it_cannot_split():
+    with pytest.raises(NetConfigError, match="divisible"):
+        PatchEmbed(3, 8)(torch.zeros(1, 3, 5, 4, 4))

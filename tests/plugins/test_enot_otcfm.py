@@ -177,16 +177,46 @@ def test_enot_dense_voxel_potentials_see_the_flat_grid():
         cls.make_config({"voxel_net": "flat"})
 
 
+def test_enot_g_patch_embeds_patches_in_g_only_and_is_refused_where_it_cannot_apply():
+    """`g_patch`: g (the forward map's value potential) sees 2^3 patches first; f stays a plain
+    dense MLP (the map ran away with both patched); the run still starts at the identity and
+    learns. Conv potentials and vectors refuse the key."""
+    from otzoo.nets.mlp import PatchEmbed
+    from otzoo.testing import tiny_problem
+    from tests.conftest import fit, tensor_batches
+
+    cls = get_solver("enot")
+    info, x, y = tiny_problem("voxel")
+    dense = {"voxel_net": "dense", "hidden": (16, 16), "lr_t": 1e-2}
+    solver = cls(cls.make_config({**dense, "g_patch": 6}), info, CPU)
+    embeds = {name: [m for m in solver.modules[name].modules() if isinstance(m, PatchEmbed)]
+              for name in ("f", "g")}  # fmt: skip
+    assert embeds["f"] == [] and [m.proj.out_channels for m in embeds["g"]] == [6]
+    assert torch.allclose(solver.transport(x[:2]), x[:2], atol=1e-5)
+    fit(solver, tensor_batches(x, y, 4), 3)
+    out = solver.transport(x[:2])
+    assert torch.isfinite(out).all() and not torch.allclose(out, x[:2], atol=1e-5)
+    with pytest.raises(ConfigError, match="g_patch=6 .* voxel_net=conv"):
+        cls(cls.make_config({"g_patch": 6}), info, CPU)
+    vec_info, _, _ = tiny_problem("vector")
+    with pytest.raises(ConfigError, match="g_patch=6 .* vectors"):
+        cls(cls.make_config({**dense, "g_patch": 6}), vec_info, CPU)
+    with pytest.raises(ConfigError, match="g_patch=-1"):
+        cls.make_config({"g_patch": -1})
+
+
 def test_enot_quick_takes_dense_potentials_and_a_cosine_run_on_digit_pairs_only():
     from otzoo.config import resolve
 
     cls = get_solver("enot")
     run = resolve(cls, "3-5", "quick")
     assert run.solver_config.voxel_net == "dense" and run.train.batch_size == 32
+    assert run.solver_config.g_patch == 24
     assert (run.train.steps, run.train.lr_schedule) == (4000, "cosine")
     assert resolve(cls, "noise-5:16", "quick").solver_config.voxel_net == "conv"
     assert resolve(cls, "3-5", "tiny").solver_config.voxel_net == "conv"
-    assert resolve(cls, "3-5", "quick", {"voxel_net": "conv"}).solver_config.voxel_net == "conv"
+    conv = resolve(cls, "3-5", "quick", {"voxel_net": "conv", "g_patch": 0}).solver_config
+    assert (conv.voxel_net, conv.g_patch) == ("conv", 0)
 
 
 @pytest.mark.parametrize(
