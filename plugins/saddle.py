@@ -22,10 +22,9 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.transforms import color_mixed
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
-from otzoo.nets import MLP, ResNet3D, UNet3D
+from otzoo.nets import MLP, PatchEmbed, ResNet3D, UNet3D
 from otzoo.nets.common import ema_copy, ema_update
 from otzoo.nets.icnn import potential_gradient
-from otzoo.nets.mlp import PatchEmbed
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 

@@ -1,13 +1,12 @@
-"""MLP: shapes, squeeze for d_out=1, residual identity, activations, gradients, round trip."""
+"""MLP: shapes, squeeze for d_out=1, residual identity, activations, gradients, round trip; PatchEmbed."""
 
 import io
 
 import pytest
 import torch
 
-from otzoo.nets import MLP, count_parameters
+from otzoo.nets import MLP, PatchEmbed, count_parameters
 from otzoo.nets.common import ACTIVATIONS, NetConfigError
-from otzoo.nets.mlp import PatchEmbed
 
 
 def _vectors(n: int, d: int, seed: int = 0) -> torch.Tensor:

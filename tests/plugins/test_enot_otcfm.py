@@ -181,7 +181,7 @@ def test_enot_g_patch_embeds_patches_in_g_only_and_is_refused_where_it_cannot_ap
     """`g_patch`: g (the forward map's value potential) sees 2^3 patches first; f stays a plain
     dense MLP (the map ran away with both patched); the run still starts at the identity and
     learns. Conv potentials and vectors refuse the key."""
-    from otzoo.nets.mlp import PatchEmbed
+    from otzoo.nets import PatchEmbed
     from otzoo.testing import tiny_problem
     from tests.conftest import fit, tensor_batches
 
