@@ -106,8 +106,8 @@ def potential_net(
         embed = PatchEmbed(info.y_shape[0], patch, activation=activation)
         if any(n % embed.side for n in info.y_shape[1:]):
             raise ConfigError(
-                f"patch={patch}: 2^3 patches need an even grid, got {list(info.y_shape[1:])}; "
-                "use an even --set grid=N or patch=0"
+                f"a patch embedding of {patch} features needs an even grid (2^3 patches), got "
+                f"{list(info.y_shape[1:])}; use an even --set grid=N or --set g_patch=0"
             )
         n_patches = math.prod(n // embed.side for n in info.y_shape[1:])
         return MLP(n_patches * patch, 1, hidden, activation, flatten=True, embed=embed)

@@ -11,7 +11,7 @@ from otzoo.data.transforms import lit_voxels, unit_range
 from otzoo.metrics.basic import HAZE_THRESHOLD, emd_iterations
 
 STROKE_GROUPS = ("kept", "source_only", "target_only", "background")
-# how often real targets light a voxel: never-ish, sometimes, often (frequency_split)
+# how often real targets light a voxel: rarely, sometimes, often (frequency_split)
 FREQUENCY_BINS = {"rare": (0.0, 0.02), "sometimes": (0.02, 0.25), "often": (0.25, 1.0)}
 DIM_CEILING = 0.5  # a lit voxel below half brightness is haze: every real lit voxel is at full
 

@@ -2,7 +2,8 @@
 
 With `residual=True` the output is x + head(features) and the head starts at zero, so a map
 is exactly the identity at init, the natural start for OT between nearby distributions. With
-`flatten=True` it takes any [N, ...] (a dense potential on voxels: a weight per voxel).
+`flatten=True` it takes any [N, ...] (a dense potential on voxels: a weight per voxel), and with
+`embed` (a PatchEmbed) it first maps the grid to patch features.
 """
 
 from __future__ import annotations

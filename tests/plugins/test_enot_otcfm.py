@@ -203,6 +203,9 @@ def test_enot_g_patch_embeds_patches_in_g_only_and_is_refused_where_it_cannot_ap
         cls(cls.make_config({**dense, "g_patch": 6}), vec_info, CPU)
     with pytest.raises(ConfigError, match="g_patch=-1"):
         cls.make_config({"g_patch": -1})
+    odd = PairInfo(kind="voxel", x_shape=(3, 9, 9, 9), y_shape=(3, 9, 9, 9))
+    with pytest.raises(ConfigError, match="needs an even grid"):
+        cls(cls.make_config({**dense, "g_patch": 6}), odd, CPU)
 
 
 def test_enot_quick_takes_dense_potentials_and_a_cosine_run_on_digit_pairs_only():
