@@ -146,7 +146,8 @@ class ENOT(Solver):
             # -> 0.21 by minute 6, purity 0.90, lit 0.25; README, "The other voxel solvers").
             # g's 2^3 patch embedding (2026-12-05, same runs, ~900 steps a minute, 4,000 steps
             # in 3.6-4.2 min): 0.97 / 0.96, worst color 0.93 / 0.91 against 0.81 / 0.90, fid
-            # 10.0 / 17.4 against 14.5 / 32.2, purity 0.929 / 0.935, lit 0.240 / 0.239.
+            # 10.0 / 17.4 against 14.5 / 32.2, purity 0.929 / 0.935, lit 0.240 / 0.239; seed 2
+            # 0.91 against 0.90 (0.97 at minute 2, then back).
             return {
                 "t_hue_plane": True,
                 "voxel_net": "dense",
