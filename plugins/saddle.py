@@ -10,7 +10,6 @@ subclass's `potential_key`: "f" for NOT, "psi" for OTM.
 
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -104,13 +103,8 @@ def potential_net(
     of `patch` features per 2^3 patch when `patch` > 0."""
     if info.kind == "voxel" and voxel_net == "dense" and patch > 0:
         embed = PatchEmbed(info.y_shape[0], patch, activation=activation)
-        if any(n % embed.side for n in info.y_shape[1:]):
-            raise ConfigError(
-                f"a patch embedding of {patch} features needs an even grid (2^3 patches), got "
-                f"{list(info.y_shape[1:])}; use an even --set grid=N or --set g_patch=0"
-            )
-        n_patches = math.prod(n // embed.side for n in info.y_shape[1:])
-        return MLP(n_patches * patch, 1, hidden, activation, flatten=True, embed=embed)
+        features = embed.out_features(tuple(info.y_shape[1:]))
+        return MLP(features, 1, hidden, activation, flatten=True, embed=embed)
     if info.kind == "voxel" and voxel_net == "dense":
         return MLP(info.y_dim, 1, hidden=hidden, activation=activation, flatten=True)
     if info.kind == "voxel":

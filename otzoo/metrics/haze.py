@@ -99,12 +99,15 @@ def frequency_split(
         )
     dim = (out > HAZE_THRESHOLD) & (out < DIM_CEILING)
     bright = out >= DIM_CEILING
+    bins = {
+        label: ((frequency >= low) & ((frequency < high) | (high == 1.0))).to(out.device)
+        for label, (low, high) in FREQUENCY_BINS.items()
+    }
     nan = float("nan")
     scores: dict[str, float] = {}
     for name, mask in groups.items():
-        for label, (low, high) in FREQUENCY_BINS.items():
-            inside = (frequency >= low) & ((frequency < high) | (high == 1.0))
-            cell = mask & inside.to(mask.device)
+        for label, inside in bins.items():
+            cell = mask & inside
             count = int(cell.sum())
             scores[f"{name}_{label}_voxels"] = count / len(x)
             scores[f"{name}_{label}_dim"] = float(dim[cell].double().mean()) if count else nan

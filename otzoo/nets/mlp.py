@@ -8,6 +8,8 @@ is exactly the identity at init, the natural start for OT between nearby distrib
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -86,9 +88,15 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv3d(channels, width, kernel_size=side, stride=side)
         self.act = make_activation(activation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if any(n % self.side for n in x.shape[2:]):
+    def out_features(self, grid: tuple[int, ...]) -> int:
+        """Features per sample on a `grid` (D, H, W): what the MLP after it takes."""
+        if any(n % self.side for n in grid):
             raise NetConfigError(
-                f"patches of side {self.side} need a grid divisible by it, got {list(x.shape[2:])}"
+                f"patches of side {self.side} need a grid divisible by it, got {list(grid)}; "
+                f"use --set grid=N with N a multiple of {self.side}, or --set g_patch=0"
             )
+        return self.proj.out_channels * math.prod(n // self.side for n in grid)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.out_features(tuple(x.shape[2:]))  # refuses a grid it cannot split
         return self.act(self.proj(x))

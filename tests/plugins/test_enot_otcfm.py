@@ -204,7 +204,7 @@ def test_enot_g_patch_embeds_patches_in_g_only_and_is_refused_where_it_cannot_ap
     with pytest.raises(ConfigError, match="g_patch=-1"):
         cls.make_config({"g_patch": -1})
     odd = PairInfo(kind="voxel", x_shape=(3, 9, 9, 9), y_shape=(3, 9, 9, 9))
-    with pytest.raises(ConfigError, match="needs an even grid"):
+    with pytest.raises(ConfigError, match="need a grid divisible by it"):
         cls(cls.make_config({**dense, "g_patch": 6}), odd, CPU)
 
 
