@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from otzoo.data import DataConfig, load_digit_set
+from otzoo.data.transforms import quarter_turns, turn
 from otzoo.metrics.basic import batched_apply
 from otzoo.nets.classifier import Classifier3D
 from otzoo.progress import StepProgress
@@ -40,8 +41,9 @@ from otzoo.runtime import (
 )
 
 # Part of the cache key: bump when training changes meaning. 2: always trained on the CPU with
-# one thread and deterministic kernels, so a judge is a pure function of its key.
-JUDGE_FORMAT = "otzoo-judge-2"
+# one thread and deterministic kernels, so a judge is a pure function of its key. 3: rotated
+# data are judged averaged over the grid's quarter turns (`Judge.logits`), test accuracy too.
+JUDGE_FORMAT = "otzoo-judge-3"
 DIGITS = 10  # the judge's classes: the digits 0-9
 
 
@@ -62,8 +64,10 @@ class JudgeConfig:
     permute_channels: bool = False  # augmentation: random color channel permutations
     # Data with a random transform (rotations, point clouds) are drawn afresh at every step
     # (the continuous rotated distribution, as the solvers see it), for at least this many
-    # steps: invariance to rotations takes longer to learn than one fixed copy per digit.
-    fresh_steps: int = 6000
+    # steps: invariance to rotations takes longer to learn than one fixed copy per digit
+    # (3-5 data, seed 0, z extruded: 0.938 at 6,000 steps, 0.947 at 15,000, 0.952 with the
+    # quarter-turn average of `Judge.logits`; ~15 CPU minutes once, then cached).
+    fresh_steps: int = 15000
     seed: int = 0  # network init and batch order (the data split follows the data seed)
 
 
@@ -98,6 +102,7 @@ class Judge:
         self.model = model.to(device).eval()
         self.info = info
         self.device = device
+        self.turns = quarter_turns(info["data"]["rotation"])
 
     @property
     def accuracy(self) -> float:
@@ -109,15 +114,28 @@ class Judge:
         return str(self.info["key"])
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return batched_apply(lambda b: self.model(b.float()), x.cpu(), 256, self.device)
+        """Class scores [N, 10] (on CPU). On rotated data, the mean log-probabilities over the
+        grid's quarter turns that the data's rotations include (`quarter_turns`: 4 for z, 24
+        for 3d): each sample is read in every orientation the data could have drawn it in, so
+        one ambiguous view weighs less (z extruded, seed 0: test accuracy 0.938 -> 0.944)."""
+        if len(self.turns) == 1:
+            return self._apply(self.model, x)
+        views = [F.log_softmax(self._apply(self.model, turn(x, t)), dim=1) for t in self.turns]
+        return torch.stack(views).mean(dim=0)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted digit per sample (int64, on CPU)."""
         return self.logits(x).argmax(dim=1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate activations [N, feature_dim] (on CPU), the voxel-FID features."""
-        return batched_apply(lambda b: self.model.features(b.float()), x.cpu(), 256, self.device)
+        """Penultimate activations [N, feature_dim] (on CPU), the voxel-FID features; on
+        rotated data their mean over the same quarter turns as `logits` (so outputs and real
+        targets are compared on orientation-free features)."""
+        views = [self._apply(self.model.features, turn(x, t)) for t in self.turns]
+        return views[0] if len(views) == 1 else torch.stack(views).mean(dim=0)
+
+    def _apply(self, fn: Any, x: torch.Tensor) -> torch.Tensor:
+        return batched_apply(lambda b: fn(b.float()), x.cpu(), 256, self.device)
 
 
 def _augment(x: torch.Tensor, cfg: JudgeConfig, g: torch.Generator) -> torch.Tensor:
@@ -150,14 +168,11 @@ def _batches(n: int, batch_size: int, total: int, g: torch.Generator) -> Iterato
             done += 1
 
 
-def _confusion(
-    model: Classifier3D, x: torch.Tensor, y: torch.Tensor, device: torch.device
-) -> torch.Tensor:
+def _confusion(judge: Judge, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """[DIGITS, DIGITS] counts, rows the true digit, columns the predicted one."""
     if len(x) == 0:
         return torch.zeros(DIGITS, DIGITS, dtype=torch.int64)
-    model.eval()
-    pred = batched_apply(model, x, 256, device).argmax(1)
+    pred = judge.predict(x)
     return torch.bincount(y * DIGITS + pred, minlength=DIGITS**2).view(DIGITS, DIGITS)
 
 
@@ -236,13 +251,13 @@ def _train_judge(
                 if step % 20 == 0 or step == total:
                     bar.update(step, {"loss": float(loss.detach())})
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
-    confusion = _confusion(model, x_te, y_te, cpu)
-    info = {
-        **judge_settings(data_cfg, data_seed, cfg),
-        "key": judge_key(data_cfg, data_seed, cfg),
+    info = {**judge_settings(data_cfg, data_seed, cfg), "key": judge_key(data_cfg, data_seed, cfg)}
+    on_cpu = Judge(model, info, cpu)
+    confusion = _confusion(on_cpu, x_te, y_te)
+    info |= {
         "test_accuracy": _accuracy(confusion),
         "test_confusion": confusion.tolist(),  # rows: true digit, columns: predicted
-        "train_accuracy": _accuracy(_confusion(model, x_tr[:2000], y_tr[:2000], cpu)),  # a sample
+        "train_accuracy": _accuracy(_confusion(on_cpu, x_tr[:2000], y_tr[:2000])),  # a sample
         "n_train": len(x_tr),
         "n_test": len(x_te),
         "in_channels": int(x_tr.shape[1]),

@@ -112,6 +112,28 @@ def test_rotated_data_train_the_judge_on_fresh_rotations(cache, monkeypatch):
     assert renders == []
 
 
+def test_a_rotated_judge_reads_every_quarter_turn(cache):
+    """On z-rotated data the judge averages its log-probabilities (and FID features) over the
+    four quarter turns about the depth axis: a turned sample gets the same scores, and its
+    recorded test accuracy is that averaged judge's. Unrotated judges read one view, raw."""
+    from otzoo.data.transforms import turn
+
+    rotated = DataConfig(grid=8, max_per_digit=20, rotation="z")
+    cfg = JudgeConfig(epochs=1, min_steps=5, batch_size=16, base=4, feature_dim=16, fresh_steps=30)
+    judge = get_judge(rotated, 0, cfg)
+    ds = load_digit_set(rotated, 0)
+    x, y = ds.volumes[ds.is_test], ds.digit[ds.is_test]
+    turned = turn(x, (0, 0, 1))
+    assert torch.allclose(judge.logits(turned), judge.logits(x), atol=1e-5)
+    assert torch.allclose(judge.features(turned), judge.features(x), atol=1e-5)
+    one_view = judge.model(x.float()).log_softmax(dim=1)
+    assert not torch.allclose(judge.logits(x), one_view, atol=1e-3)  # it does average
+    assert judge.accuracy == pytest.approx(float((judge.predict(x) == y).double().mean()))
+    plain = get_judge(DATA, 0, cfg)
+    xs = load_digit_set(DATA, 0).volumes[:8]
+    assert torch.allclose(plain.logits(xs), plain.model(xs.float()), atol=1e-6)
+
+
 def test_trains_once_then_loads_from_cache(trained, monkeypatch, count_trainings):
     first, cache = trained["judge"], trained["cache"]
     key = judge_key(DATA, 0, TINY_JUDGE)

@@ -241,6 +241,36 @@ def random_rotations(kind: str, n: int, generator: torch.Generator) -> torch.Ten
     raise ValueError(f"unknown rotation {kind!r}; use none, z or 3d")
 
 
+Turns = tuple[int, int, int]  # quarter turns in the (D, H), (D, W) and (H, W) planes, in order
+
+
+def quarter_turns(kind: str) -> tuple[Turns, ...]:
+    """The quarter-turn rotations of the grid that a `DataConfig.rotation` kind's distribution
+    is invariant to, the identity first: four about the depth axis for "z" (uniform angles),
+    the cube's 24 for "3d" (uniform on SO(3)), only the identity for "none". Exact on any grid
+    (no resampling): a classifier averaged over them sees each sample as the data could have
+    drawn it."""
+    if kind == "none":
+        return ((0, 0, 0),)
+    if kind == "z":
+        return tuple((0, 0, k) for k in range(4))
+    if kind == "3d":
+        probe = torch.arange(27).view(1, 1, 3, 3, 3)
+        seen: dict[tuple[int, ...], Turns] = {}
+        for turns in ((a, b, c) for a in range(4) for b in range(4) for c in range(4)):
+            seen.setdefault(tuple(turn(probe, turns).flatten().tolist()), turns)
+        return tuple(sorted(seen.values()))
+    raise ValueError(f"unknown rotation {kind!r}; use none, z or 3d")
+
+
+def turn(x: torch.Tensor, turns: Turns) -> torch.Tensor:
+    """[N, C, D, H, W] turned by quarter turns (see `quarter_turns`) about the grid's center."""
+    for k, dims in zip(turns, ((2, 3), (2, 4), (3, 4)), strict=True):
+        if k % 4:
+            x = torch.rot90(x, k, dims=dims)
+    return x
+
+
 def color_mixed(volumes: torch.Tensor) -> torch.Tensor:
     """[N, C, D, H, W] (C >= 2, any value range) -> the same samples with the channels of one
     side of a random cut rotated by a random nonzero shift, so each sample shows two colors

@@ -16,12 +16,14 @@ from otzoo.data.transforms import (
     lit_voxels,
     nearest_hue,
     paint,
+    quarter_turns,
     random_rotation_matrices,
     random_rotations,
     resample_volume,
     rotate_points,
     rotate_volumes,
     sample_points,
+    turn,
     unit_range,
     voxelize_points,
     z_rotation_matrices,
@@ -225,3 +227,33 @@ def test_color_mixed_gives_every_real_digit_two_colors_and_keeps_its_shape(color
         assert len(seen.unique()) >= 2
     with pytest.raises(ValueError, match="C>=2"):
         color_mixed(ds.volumes[:, :1])
+
+
+def test_a_z_quarter_turn_is_the_datas_own_rotation_by_90_degrees():
+    """The judge averages over `quarter_turns("z")`: they must be rotations the z data draw
+    (about the depth axis, as `rotate_volumes` turns them), exact on the grid."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 8, 8, 8, generator=g)
+    turns = quarter_turns("z")
+    assert turns[0] == (0, 0, 0) and len(turns) == 4
+    assert torch.equal(turn(x, turns[0]), x)
+    for k, turns_k in enumerate(turns):
+        angle = torch.full((2,), 90.0 * k)
+        rotated = [rotate_volumes(x, z_rotation_matrices(sign * angle)) for sign in (1, -1)]
+        assert any(torch.allclose(turn(x, turns_k), r, atol=1e-5) for r in rotated), k
+
+
+def test_the_3d_quarter_turns_are_the_cubes_24_rotations():
+    """Distinct, closed under composition, and rotations (no mirror image among them)."""
+    probe = torch.arange(27.0).view(1, 1, 3, 3, 3)
+    turns = quarter_turns("3d")
+    images = {tuple(turn(probe, t).flatten().tolist()) for t in turns}
+    assert len(turns) == len(images) == 24 and turns[0] == (0, 0, 0)
+    for a in turns[:6]:
+        for b in turns[::5]:
+            assert tuple(turn(turn(probe, a), b).flatten().tolist()) in images
+    mirrored = tuple(probe.flip(4).flatten().tolist())
+    assert mirrored not in images
+    assert quarter_turns("none") == ((0, 0, 0),)
+    with pytest.raises(ValueError, match="unknown rotation"):
+        quarter_turns("xy")
