@@ -216,7 +216,7 @@ def test_a_weak_judge_is_named_with_the_digits_it_confuses():
     shape); a judge at 0.95 gets no warning."""
     counts = [[10 if t == p else 0 for p in range(10)] for t in range(10)]
     counts[6][6], counts[6][9] = 5, 5
-    info = {"key": "k", "test_accuracy": 0.84, "test_confusion": counts}
+    info = {"key": "k", "test_accuracy": 0.84, "test_confusion": counts, "data": {"rotation": "z"}}
     net = Classifier3D(3, base=4, feature_dim=8)
     (warning,) = quality_warnings({}, Judge(net, info, torch.device("cpu")))
     assert "0.84" in warning and "6 0.50 (9)" in warning and "unreliable" in warning
