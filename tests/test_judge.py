@@ -9,6 +9,7 @@ import torch
 
 import otzoo.judge as judge_mod
 from otzoo.data import DataConfig, load_digit_set
+from otzoo.data.transforms import turn
 from otzoo.judge import (
     JudgeConfig,
     cache_dir,
@@ -116,8 +117,6 @@ def test_a_rotated_judge_reads_every_quarter_turn(cache):
     """On z-rotated data the judge averages its log-probabilities (and FID features) over the
     four quarter turns about the depth axis: a turned sample gets the same scores, and its
     recorded test accuracy is that averaged judge's. Unrotated judges read one view, raw."""
-    from otzoo.data.transforms import turn
-
     rotated = DataConfig(grid=8, max_per_digit=20, rotation="z")
     cfg = JudgeConfig(epochs=1, min_steps=5, batch_size=16, base=4, feature_dim=16, fresh_steps=30)
     judge = get_judge(rotated, 0, cfg)
