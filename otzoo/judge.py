@@ -291,6 +291,7 @@ def _load_cached(key: str, folder: Path, device: torch.device) -> Judge | None:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model = _build(info)
         model.load_state_dict(state)
+        return Judge(model, info, device)  # reads info["data"] (its rotation) too
     except (
         OSError,
         ValueError,
@@ -302,7 +303,6 @@ def _load_cached(key: str, folder: Path, device: torch.device) -> Judge | None:
         zipfile.BadZipFile,
     ):
         return None
-    return Judge(model, info, device)
 
 
 def get_judge(

@@ -199,6 +199,10 @@ def test_corrupt_cache_is_retrained_not_fatal(trained, cache, count_trainings):
     again = get_judge(DATA, 0, TINY_JUDGE)
     assert again.key == j.key and count_trainings == [1]
     torch.load(cache / f"{j.key}.pt", weights_only=True)  # rewritten, loadable
+    no_data = {k: v for k, v in j.info.items() if k != "data"}  # e.g. a hand-edited file
+    (cache / f"{j.key}.json").write_text(json.dumps(no_data))
+    get_judge(DATA, 0, TINY_JUDGE)
+    assert count_trainings == [1, 1]
 
 
 def test_list_and_cli_info(trained, cache, monkeypatch):
