@@ -193,6 +193,11 @@ class ENOT(Solver):
                 f"has {'voxel_net=' + c.voxel_net if voxel else 'vectors'}; use --set g_patch=0"
                 + (" or --set voxel_net=dense" if voxel else "")
             )
+        if c.g_patch and any(n % 2 for n in info.y_shape[1:]):
+            raise ConfigError(
+                f"g_patch={c.g_patch} embeds 2^3 patches and needs even grid sides, got "
+                f"{list(info.y_shape[1:])}; use --set grid=N with N even, or --set g_patch=0"
+            )
 
         def potential(patch: int = 0) -> nn.Module:
             return potential_net(

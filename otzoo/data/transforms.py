@@ -229,6 +229,11 @@ def random_angles(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator) * 360.0
 
 
+def _unknown_rotation(kind: str) -> ValueError:
+    """The one error for a rotation kind that is not one of `DataConfig`'s."""
+    return ValueError(f"unknown rotation {kind!r}; use none, z or 3d")
+
+
 def random_rotations(kind: str, n: int, generator: torch.Generator) -> torch.Tensor | None:
     """n random rotation matrices [n, 3, 3] of a `DataConfig.rotation` kind ("z": about the
     depth axis, "3d": uniform on SO(3)); None for "none"."""
@@ -238,7 +243,7 @@ def random_rotations(kind: str, n: int, generator: torch.Generator) -> torch.Ten
         return z_rotation_matrices(random_angles(n, generator))
     if kind == "3d":
         return random_rotation_matrices(n, generator)
-    raise ValueError(f"unknown rotation {kind!r}; use none, z or 3d")
+    raise _unknown_rotation(kind)
 
 
 Turns = tuple[int, int, int]  # quarter turns in the (D, H), (D, W) and (H, W) planes, in order
@@ -260,7 +265,7 @@ def quarter_turns(kind: str) -> tuple[Turns, ...]:
         for turns in ((a, b, c) for a in range(4) for b in range(4) for c in range(4)):
             seen.setdefault(tuple(turn(probe, turns).flatten().tolist()), turns)
         return tuple(sorted(seen.values()))
-    raise ValueError(f"unknown rotation {kind!r}; use none, z or 3d")
+    raise _unknown_rotation(kind)
 
 
 def turn(x: torch.Tensor, turns: Turns) -> torch.Tensor:

@@ -93,7 +93,7 @@ class PatchEmbed(nn.Module):
         if any(n % self.side for n in grid):
             raise NetConfigError(
                 f"patches of side {self.side} need a grid divisible by it, got {list(grid)}; "
-                f"use --set grid=N with N a multiple of {self.side}, or --set g_patch=0"
+                f"use --set grid=N with N a multiple of {self.side}, or no patch embedding"
             )
         return self.proj.out_channels * math.prod(n // self.side for n in grid)
 
