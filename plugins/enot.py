@@ -37,7 +37,14 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, UNet3D
-from otzoo.nets.common import NORMS, VOXEL_NETS, ema_copy, ema_update, zero_output
+from otzoo.nets.common import (
+    NORMS,
+    VOXEL_NETS,
+    NetConfigError,
+    ema_copy,
+    ema_update,
+    zero_output,
+)
 from otzoo.nets.icnn import QuadraticPlus, potential_gradient
 from otzoo.nets.unet3d import hue_plane_project
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
@@ -198,24 +205,24 @@ class ENOT(Solver):
                 f"has {'voxel_net=' + c.voxel_net if voxel else 'vectors'}; use --set g_patch=0"
                 + (" or --set voxel_net=dense" if voxel else "")
             )
-        if c.g_patch and any(n % 2 for n in info.y_shape[1:]):
-            raise ConfigError(
-                f"g_patch={c.g_patch} embeds 2^3 patches and needs even grid sides, got "
-                f"{list(info.y_shape[1:])}; use --set grid=N with N even, or --set g_patch=0"
-            )
 
         def potential(patch: int = 0) -> nn.Module:
-            return potential_net(
-                info,
-                c.g_base,
-                c.g_levels,
-                c.hidden,
-                c.g_norm,
-                c.activation,
-                c.g_context,
-                c.voxel_net,
-                patch,
-            )
+            try:
+                return potential_net(
+                    info,
+                    c.g_base,
+                    c.g_levels,
+                    c.hidden,
+                    c.g_norm,
+                    c.activation,
+                    c.g_context,
+                    c.voxel_net,
+                    patch,
+                )
+            except NetConfigError as err:  # the patch net's own rule (grid sides), with our key
+                if not patch:
+                    raise
+                raise ConfigError(f"g_patch={patch}: {err} (--set g_patch=0)") from None
 
         if c.map == "gradient":
             # F = 0.5 ||x||^2 / s + net(x), so s grad F(x) = x + s grad net(x). On voxels s is

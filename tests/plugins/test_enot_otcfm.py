@@ -204,7 +204,7 @@ def test_enot_g_patch_embeds_patches_in_g_only_and_is_refused_where_it_cannot_ap
     with pytest.raises(ConfigError, match="g_patch=-1"):
         cls.make_config({"g_patch": -1})
     odd = PairInfo(kind="voxel", x_shape=(3, 9, 9, 9), y_shape=(3, 9, 9, 9))
-    with pytest.raises(ConfigError, match=r"needs even grid sides, got \[9, 9, 9\].*g_patch=0"):
+    with pytest.raises(ConfigError, match=r"g_patch=6: .*divisible.*got \[9, 9, 9\].*g_patch=0"):
         cls(cls.make_config({**dense, "g_patch": 6}), odd, CPU)
     with pytest.raises(ConfigError, match="need a grid divisible by it"):
         PatchEmbed(3, 6).out_features((9, 9, 9))  # the net's own refusal, for other callers
