@@ -9,7 +9,7 @@ from otzoo.errors import ConfigError
 from otzoo.registry import get_solver
 from otzoo.solver import PairInfo
 from otzoo_plugins.enot import expectile_loss
-from otzoo_plugins.otcfm import ODE_METHODS, ot_pairs
+from otzoo_plugins.otcfm import ODE_METHODS, aligned_ot_pairs, ot_pairs
 
 CPU = torch.device("cpu")
 
@@ -32,6 +32,50 @@ def test_ot_pairs_are_the_exact_plan_of_the_batch():
     i, j = ot_pairs(x0, x1)
     assert i.tolist() == list(range(16)) and sorted(j.tolist()) == list(range(16))
     assert torch.equal(perm[j], i)  # x0[i] is paired with its own shifted copy
+
+
+def test_aligned_ot_pairs_find_each_partner_in_the_sources_orientation():
+    """Targets that are shuffled sources each turned by a quarter turn about the depth axis:
+    with 4 views every source gets its own copy back, turned into its orientation (quarter
+    turns of an even grid are exact); plain OT pairs without turning, so its partners differ."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(12, 3, 8, 8, 8, generator=g) * 2 - 1
+    perm = torch.randperm(12, generator=g)
+    turns = torch.randint(0, 4, (12,), generator=g)
+    x1 = torch.stack(
+        [torch.rot90(x0[p], int(k), dims=(2, 3)) for p, k in zip(perm, turns, strict=True)]
+    )
+    i, partners = aligned_ot_pairs(x0, x1, views=4)
+    assert i.tolist() == list(range(12)) and torch.allclose(partners, x0, atol=1e-5)
+    plain = x1[ot_pairs(x0, x1)[1]]
+    assert (plain - x0).abs().amax() > 0.5  # turned copies are not the sources
+    # one view turns nothing: every partner is a row of x1, each row once
+    one = aligned_ot_pairs(x0, x1, views=1)[1]
+    rows = [int((x1 == p).flatten(1).all(dim=1).nonzero()) for p in one]
+    assert sorted(rows) == list(range(12))
+
+
+def test_otcfm_align_views_trains_on_voxels_and_is_refused_where_it_cannot_apply():
+    cls = get_solver("otcfm")
+    info = PairInfo("voxel", (3, 8, 8, 8), (3, 8, 8, 8))
+    solver = cls(cls.make_config({"v_base": 4, "v_depth": 1, "align_views": 4}), info, CPU)
+
+    class Draws:
+        batch_size = 6
+
+        def x(self, n=None):
+            return torch.rand(n or 6, 3, 8, 8, 8) * 2 - 1
+
+        y = x
+
+    out = solver.step(Draws())  # type: ignore[arg-type]
+    assert torch.isfinite(torch.tensor(out["loss"]))
+    with pytest.raises(ConfigError, match="align_views=4 .* vectors; use --set align_views=0"):
+        cls(cls.make_config({"align_views": 4}), PairInfo("vector", (2,), (2,)), CPU)
+    with pytest.raises(ConfigError, match="coupling=independent; use --set align_views=0"):
+        cls(cls.make_config({"align_views": 4, "coupling": "independent"}), info, CPU)
+    with pytest.raises(ConfigError, match="align_views"):
+        cls.make_config({"align_views": -1})
 
 
 @pytest.mark.parametrize("method", sorted(ODE_METHODS))
@@ -336,10 +380,12 @@ def test_otcfm_time_film_trains_every_stage_and_checks_its_width():
     assert (v0 - v1).abs().max() > 1e-4
 
 
-def test_otcfm_resumes_mid_plan_exactly(tmp_path):
+@pytest.mark.parametrize("align_views", [0, 4])
+def test_otcfm_resumes_mid_plan_exactly(tmp_path, align_views):
     """Rotated digits, a plan of 16 draws per side serving 4 steps of 4 pairs, a checkpoint
     at step 3 (mid-plan): 3 + 3 resumed steps equal 6 straight ones (the plan is re-drawn
-    from the batch state saved before its draw, not from the checkpoint's)."""
+    from the batch state saved before its draw, not from the checkpoint's), turned partners
+    or not."""
     from otzoo.runs import list_checkpoints, load_checkpoint
     from otzoo.train import train
     from tests.test_train import tiny_run
@@ -347,7 +393,10 @@ def test_otcfm_resumes_mid_plan_exactly(tmp_path):
     cls = get_solver("otcfm")
 
     def run(steps: int):
-        return tiny_run(steps, cls, rotation="z", batch_size=4, ot_batch=16, image_every=0)
+        return tiny_run(
+            steps, cls, rotation="z", batch_size=4, ot_batch=16, image_every=0,
+            align_views=align_views,
+        )  # fmt: skip
 
     a, b = tmp_path / "a", tmp_path / "b"
     train(run(3), a, show_progress=False)
