@@ -226,13 +226,6 @@ class OTCFM(Solver):
                 # 0.58, 0.61 / 0.65, 43.8 / 48.0; 4,096 (before the plane, seed 0) no better.
                 # Measured on z only; 3d rotations take it untested.
                 digits["ot_batch"] = 2048
-                if data.rotation == "z" and data.style == "extruded":
-                    # partners turned into the source's orientation (aligned_ot_pairs; 15 min,
-                    # one thread, AMD, 2026-12-05, judges 0.952 / 0.945, seeds 0 / 1): 0.81 /
-                    # 0.79 target accuracy against 0.76 / 0.74, fid 18.3 / 17.6 against 17.5 /
-                    # 24.1, lit share 0.253 / 0.257 against 0.228 / 0.223 (the turned partners
-                    # are resampled twice). Point clouds and 3d rotations: not measured.
-                    digits["align_views"] = 12
                 if data.style == "pointcloud":
                     # rotated point clouds peak at 6-8 min and fall back; ending on the map
                     # select_every's training-data score prefers (15 min, 2026-12-05, seeds 0 /
@@ -318,8 +311,8 @@ class OTCFM(Solver):
         return self._plan[0][used : used + b], self._plan[1][used : used + b]
 
     def _couple(self, x0: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
-        """(x0, x1) reordered so that x1[i] is x0[i]'s OT partner (with align_views: one of the
-        two turned into the other's orientation)."""
+        """(x0, x1) reordered so that x1[i] is x0[i]'s OT partner (with align_views turned into
+        x0[i]'s orientation)."""
         c = self.config
         if c.align_views:
             return x0, aligned_ot_pairs(x0, x1, c.align_views)[1]
