@@ -55,21 +55,29 @@ def test_aligned_ot_pairs_find_each_partner_in_the_sources_orientation():
     assert sorted(rows) == list(range(12))
 
 
-def test_otcfm_align_views_trains_on_voxels_and_is_refused_where_it_cannot_apply():
+def test_otcfm_align_views_trains_on_voxels_and_is_refused_where_it_cannot_apply(monkeypatch):
+    """With align_views the plan of every ot_batch draws comes from aligned_ot_pairs, training
+    stays finite and moves the map; vectors and the independent coupling refuse the key."""
+    import otzoo_plugins.otcfm as otcfm
+    from otzoo.testing import tiny_problem
+    from tests.conftest import fit, tensor_batches
+
+    calls: list[int] = []
+
+    def spy(x0, x1, views):
+        calls.append(views)
+        return aligned_ot_pairs(x0, x1, views)
+
+    monkeypatch.setattr(otcfm, "aligned_ot_pairs", spy)
     cls = get_solver("otcfm")
-    info = PairInfo("voxel", (3, 8, 8, 8), (3, 8, 8, 8))
-    solver = cls(cls.make_config({"v_base": 4, "v_depth": 1, "align_views": 4}), info, CPU)
-
-    class Draws:
-        batch_size = 6
-
-        def x(self, n=None):
-            return torch.rand(n or 6, 3, 8, 8, 8) * 2 - 1
-
-        y = x
-
-    out = solver.step(Draws())  # type: ignore[arg-type]
-    assert torch.isfinite(torch.tensor(out["loss"]))
+    info, x, y = tiny_problem("voxel")
+    config = cls.make_config({"v_base": 4, "v_depth": 1, "align_views": 4, "ot_batch": 8})
+    solver = cls(config, info, CPU)
+    before = solver.transport(x[:2])
+    fit(solver, tensor_batches(x, y, 4), 4)  # two plans of 8 draws, 4 steps of 4 pairs
+    after = solver.transport(x[:2])
+    assert calls == [4, 4] and torch.isfinite(after).all()
+    assert not torch.allclose(before, after)
     with pytest.raises(ConfigError, match="align_views=4 .* vectors; use --set align_views=0"):
         cls(cls.make_config({"align_views": 4}), PairInfo("vector", (2,), (2,)), CPU)
     with pytest.raises(ConfigError, match="coupling=independent; use --set align_views=0"):
