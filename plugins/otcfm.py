@@ -165,10 +165,11 @@ def aligned_ot_pairs(x0: Tensor, x1: Tensor, views: int) -> tuple[Tensor, Tensor
 
     a, b = small(x0), small(x1)
     angles = [k * 360.0 / views for k in range(views)]
+    # the least cost so far and its turn stay on the batches' device (the plan copies once)
     best: Tensor | None = None
-    which = torch.zeros(len(x0), len(x1), dtype=torch.long)
+    which = torch.zeros(len(x0), len(x1), dtype=torch.long, device=a.device)
     for k, angle in enumerate(angles):
-        cost = _square_distances(a, _turn_about_depth(b, angle)).cpu()
+        cost = _square_distances(a, _turn_about_depth(b, angle))
         if best is None:
             best = cost
         else:
@@ -178,7 +179,7 @@ def aligned_ot_pairs(x0: Tensor, x1: Tensor, views: int) -> tuple[Tensor, Tensor
     assert best is not None, "views >= 1"
     j = _plan_columns(best)
     i = torch.arange(len(x0))
-    turns = which[i, j]
+    turns = which[i.to(a.device), j.to(a.device)].cpu()
     partners = x1[j.to(x1.device)].clone()
     for k in turns.unique().tolist():
         rows = (turns == k).nonzero().squeeze(1).to(x1.device)
