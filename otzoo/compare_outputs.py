@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,11 +83,15 @@ def _row_metrics(m: dict[str, float]) -> str:
     return "  ".join(f"{short[k]} {v:.2f}" for k, v in shown if math.isfinite(v))
 
 
-def picture_title(pair: str, run: RunConfig) -> str:
-    d = run.data
+def picture_title(pair: str, runs: Sequence[RunConfig]) -> str:
+    """The data and training settings the rows share; steps as a range where the solvers'
+    presets differ (e.g. not's 580 and otm's 760 on digit pairs)."""
+    run, d = runs[0], runs[0].data
+    lo, hi = min(r.train.steps for r in runs), max(r.train.steps for r in runs)
+    steps = f"{lo}" if lo == hi else f"{lo}-{hi}"
     return (
         f"{pair}: {d.data} {d.grid}^3, {d.coloring}, rotation {d.rotation}, {d.style}  |  "
-        f"{run.preset}, {run.train.steps} steps  |  seed {run.seed}"
+        f"{run.preset}, {steps} steps  |  seed {run.seed}"
     )
 
 
@@ -102,7 +107,7 @@ def write_outputs(
     pictures = []
     if data.kind == "voxel":
         rows, labels = sample_rows(entries, data, req.n_pictures, result.seed, result.rows)
-        title = picture_title(result.pair, entries[0].run)
+        title = picture_title(result.pair, [e.run for e in entries])
         views = views_for(entries[0].run.data.rotation, entries[0].run.data.style)
         save_grid_png(rows, out / "samples.png", labels, title=title, views=views)
         pictures.append("![inputs, each solver's maps of them, real targets](samples.png)\n")

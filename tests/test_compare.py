@@ -283,3 +283,15 @@ def test_a_hostile_from_run_is_refused_before_the_judge_trains(tmp_path, monkeyp
     with pytest.raises(CheckpointError, match="refused to load"):
         compare(tiny_request(tmp_path / "b", solvers=(), from_runs=(run,)), log=quiet)
     assert trainings == [] and not (tmp_path / "b").exists()
+
+
+def test_the_picture_title_gives_the_steps_of_every_row():
+    """Presets differ in steps (not 580, otm 760 on digit pairs): the title says the range."""
+    from otzoo.compare_outputs import picture_title
+    from otzoo.config import resolve
+    from otzoo.registry import get_solver
+
+    nt, otm = (resolve(get_solver(s), "3-5", "quick") for s in ("not", "otm"))
+    assert "| quick, 580 steps |" in picture_title("3-5", [nt, nt]).replace("  ", " ")
+    both = picture_title("3-5", [otm, nt])
+    assert "580-760 steps" in both and "rotation none, extruded" in both
