@@ -25,6 +25,7 @@ from otzoo_plugins.saddle import (
     map_net,
     potential_net,
     saddle_vector_presets,
+    unrotated_small_batch,
 )
 
 
@@ -104,18 +105,24 @@ class NeuralOT(SaddleSolver):
     # purity 0.973 / 0.921 against 0.819 / 0.838, target accuracy the same, 1.00 / 0.95, worst
     # color 1.00 / 0.92, fid 12.5 / 27.7 against 17.7 / 16.0, lit share 0.228 / 0.237 against
     # 0.231 / 0.236). Only there: a noisy or latent source's mean is not a digit's hue.
-    # Batch 16 (3-5, one thread, AMD, 2026-12-05, seeds 0 / 1, two runs side by side): ~72 steps
-    # a training minute against ~38 at batch 32, and the map learns about as much per step: 0.95
-    # reached at 3.0 / 8.0 minutes against 7.6 / 9.1; at 580 steps (8 minutes) 0.98 / 0.97,
-    # purity 0.934 / 0.958, fid 17.1 / 13.6, lit share 0.223 / 0.229 (README "Speed")
-    digit_quick: dict[str, Any] = {"t_hue_plane": True, "batch_size": 16, "steps": 580}
+    digit_quick: dict[str, Any] = {"t_hue_plane": True}
+    # unrotated digit pairs, quick: batch 16 over this many steps (3-5, one thread, AMD,
+    # 2026-12-05, seeds 0 / 1, two runs side by side): ~72 steps a training minute against ~38
+    # at batch 32, and the map learns about as much per step: 0.95 reached at 3.0 / 8.0 minutes
+    # against 7.6 / 9.1; at 580 steps (8 minutes) 0.98 / 0.97, purity 0.934 / 0.958, fid 17.1 /
+    # 13.6, lit share 0.223 / 0.229 (README "Half the batch"); 0: the core preset's batch
+    small_batch_steps: int = 580
     potential_key = "f"
 
     @classmethod
     def pair_presets(cls, spec: PairSpec, preset: str, data: DataConfig) -> dict[str, Any]:
-        """Digit pairs, quick: `digit_quick`; vectors: the saddle's vector settings."""
+        """Digit pairs, quick: `digit_quick`, and on unrotated digits a batch of 16 for
+        `small_batch_steps`; vectors: the saddle's vector settings."""
         if spec.kind == "digits" and preset == "quick":
-            return dict(cls.digit_quick)
+            small = (
+                unrotated_small_batch(data, cls.small_batch_steps) if cls.small_batch_steps else {}
+            )
+            return {**cls.digit_quick, **small}
         return saddle_vector_presets(spec, preset, ("lr_t", "lr_f"))
 
     @property
@@ -156,6 +163,7 @@ class NeuralOTWeak(NeuralOT):
     }
     # not's hue plane and context FiLM split the weak map by seed (README), so neither is its default
     digit_quick: dict[str, Any] = {}
+    small_batch_steps = 0  # its quick batch is 8 already
 
     def __init__(self, config: NOTWeakConfig, info: PairInfo, device: torch.device) -> None:
         self.noise_channels = config.noise_channels
