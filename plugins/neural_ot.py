@@ -106,23 +106,23 @@ class NeuralOT(SaddleSolver):
     # color 1.00 / 0.92, fid 12.5 / 27.7 against 17.7 / 16.0, lit share 0.228 / 0.237 against
     # 0.231 / 0.236). Only there: a noisy or latent source's mean is not a digit's hue.
     digit_quick: dict[str, Any] = {"t_hue_plane": True}
-    # unrotated digit pairs, quick: batch 16 over this many steps (3-5, one thread, AMD,
-    # 2026-12-05, seeds 0 / 1, two runs side by side): ~72 steps a training minute against ~38
-    # at batch 32, and the map learns about as much per step: 0.95 reached at 3.0 / 8.0 minutes
-    # against 7.6 / 9.1; at 580 steps (8 minutes) 0.98 / 0.97, purity 0.934 / 0.958, fid 17.1 /
-    # 13.6, lit share 0.223 / 0.229 (README "Half the batch"); 0: the core preset's batch
-    small_batch_steps: int = 580
+    # unrotated digit pairs, quick: batch 8 over 1,150 steps (8 training minutes) with an EMA
+    # over twice the steps (0.99: the same minutes as 0.98 at batch 16). 3-5, one thread, AMD,
+    # 2026-12-05, seeds 0 / 1 side by side: ~143 steps a training minute against ~72 at batch 16
+    # and ~38 at 32, and the map learns about as much per step: 0.95 reached at 3.0 / 3.0
+    # minutes (batch 16: 3.0 / 8.0; 32: 7.6 / 9.1); at 8 minutes 0.99 / 0.97, purity 0.969 /
+    # 0.967, worst color 0.96 / 0.96, fid 14.7 / 8.4 (floors 19.3 / 12.6), lit share 0.209 /
+    # 0.217, lowest accuracy over the last 30% 0.99 / 0.94 (README "Half the batch, twice"); empty:
+    # the core preset's batch
+    small_batch: dict[str, Any] = {"batch_size": 8, "steps": 1150, "ema": 0.99}
     potential_key = "f"
 
     @classmethod
     def pair_presets(cls, spec: PairSpec, preset: str, data: DataConfig) -> dict[str, Any]:
-        """Digit pairs, quick: `digit_quick`, and on unrotated digits a batch of 16 for
-        `small_batch_steps`; vectors: the saddle's vector settings."""
+        """Digit pairs, quick: `digit_quick`, and on unrotated digits `small_batch`; vectors:
+        the saddle's vector settings."""
         if spec.kind == "digits" and preset == "quick":
-            small = (
-                unrotated_small_batch(data, cls.small_batch_steps) if cls.small_batch_steps else {}
-            )
-            return {**cls.digit_quick, **small}
+            return {**cls.digit_quick, **unrotated_small_batch(data, cls.small_batch)}
         return saddle_vector_presets(spec, preset, ("lr_t", "lr_f"))
 
     @property
@@ -163,7 +163,7 @@ class NeuralOTWeak(NeuralOT):
     }
     # not's hue plane and context FiLM split the weak map by seed (README), so neither is its default
     digit_quick: dict[str, Any] = {}
-    small_batch_steps = 0  # its quick batch is 8 already
+    small_batch: dict[str, Any] = {}  # its quick batch is 8 already
 
     def __init__(self, config: NOTWeakConfig, info: PairInfo, device: torch.device) -> None:
         self.noise_channels = config.noise_channels

@@ -124,7 +124,7 @@ class OTM(SaddleSolver):
                 "r1": 300.0,
                 "t_context": True,
                 "t_hue_plane": True,
-                **unrotated_small_batch(data, 760),
+                **unrotated_small_batch(data, {"batch_size": 16, "steps": 760}),
             }
         return saddle_vector_presets(spec, preset, ("lr_t", "lr_psi"))
 

@@ -99,8 +99,8 @@ def test_bench_settings_are_the_plugins_vector_defaults():
                 assert found == [value]
     low, high = (resolve_cells(["not"], [d], [], None, 0)["not", d][0] for d in (8, 16))
     assert (low.solver_config.t_iters, high.solver_config.t_iters) == (3, 10)
-    # voxel pairs and the tiny preset keep their own settings (not's digit pairs: batch 16)
-    assert resolve(get_solver("not"), "3-5", "quick").train.batch_size == 16
+    # voxel pairs and the tiny preset keep their own settings (not's digit pairs: batch 8)
+    assert resolve(get_solver("not"), "3-5", "quick").train.batch_size == 8
     assert resolve(get_solver("not"), "w2:8", "tiny").train.lr_schedule == "constant"
 
 

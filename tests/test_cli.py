@@ -100,8 +100,8 @@ def test_keys_show_the_values_a_run_with_that_preset_uses_and_what_each_means():
         for line in out.splitlines()
         if line.count("│") >= 4 and line.split("│")[1].strip()
     }
-    assert values["t_iters"] == "2" and values["lr_t"] == "0.0003" and values["ema"] == "0.98"
-    assert values["steps"] == "580" and values["batch_size"] == "16" and values["grid"] == "16"
+    assert values["t_iters"] == "2" and values["lr_t"] == "0.0003" and values["ema"] == "0.99"
+    assert values["steps"] == "1150" and values["batch_size"] == "8" and values["grid"] == "16"
     code, out, _ = run_main("solvers", "--keys", "not", "--preset", "tiny")
     assert "'embedded'" in out and "│ grid " in out and "│ 8 " in out
     for sid in list_solvers():  # every key of every solver says what it means

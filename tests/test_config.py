@@ -15,12 +15,16 @@ def test_presets_and_overrides_route_to_their_section():
     run = resolve(NOT, "3-5", "tiny", parse_overrides(["lr_t=3e-4", "grid=16", "steps=7"], NOT))
     assert run.solver_config.lr_t == 3e-4 and run.data.grid == 16 and run.train.steps == 7
     assert run.solver_config.t_iters == NOT.presets["tiny"]["t_iters"]
-    # the core preset's batch (32) gives way to not's own for unrotated digits (16), and to --set
-    assert resolve(NOT, "3-5", "quick").train.batch_size == 16
-    assert resolve(NOT, "3-5", "quick", {"rotation": "z"}).train.batch_size == 32
+    # the core preset's batch (32) and not's EMA give way to not's own for unrotated digits (8,
+    # 0.99), and to --set
+    small = resolve(NOT, "3-5", "quick")
+    assert (small.train.batch_size, small.train.steps, small.solver_config.ema) == (8, 1150, 0.99)
+    rotated = resolve(NOT, "3-5", "quick", {"rotation": "z"})
+    assert (rotated.train.batch_size, rotated.solver_config.ema) == (32, 0.98)
+    assert resolve(get_solver("otm"), "3-5", "quick").train.batch_size == 16
     assert resolve(NOT, "noisy-clean", "quick").train.batch_size == 32
     assert resolve(get_solver("not-weak"), "3-5", "quick").train.batch_size == 8
-    assert resolve(NOT, "3-5", "quick", {"batch_size": 8}).train.batch_size == 8
+    assert resolve(NOT, "3-5", "quick", {"batch_size": 4}).train.batch_size == 4
 
 
 def test_round_trip_through_dict():
