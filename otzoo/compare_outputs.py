@@ -20,7 +20,7 @@ from otzoo.judge import weakest_digits
 from otzoo.report import json_safe, markdown_table, metrics_csv
 from otzoo.runs import read_loss_curves
 from otzoo.runtime import atomic_write_bytes, atomic_write_json, seeded_rng
-from otzoo.viz import save_grid_png, save_loss_png, views_for
+from otzoo.viz import TITLE_SEPARATOR, save_grid_png, save_loss_png, views_for
 
 if TYPE_CHECKING:
     from otzoo.compare import CompareRequest, CompareResult, Entry
@@ -89,9 +89,12 @@ def picture_title(pair: str, runs: Sequence[RunConfig]) -> str:
     run, d = runs[0], runs[0].data
     lo, hi = min(r.train.steps for r in runs), max(r.train.steps for r in runs)
     steps = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    return (
-        f"{pair}: {d.data} {d.grid}^3, {d.coloring}, rotation {d.rotation}, {d.style}  |  "
-        f"{run.preset}, {steps} steps  |  seed {run.seed}"
+    return TITLE_SEPARATOR.join(
+        (
+            f"{pair}: {d.data} {d.grid}^3, {d.coloring}, rotation {d.rotation}, {d.style}",
+            f"{run.preset}, {steps} steps",
+            f"seed {run.seed}",
+        )
     )
 
 

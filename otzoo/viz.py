@@ -240,11 +240,30 @@ def render_grid(
     return grid
 
 
+TITLE_SEPARATOR = "  |  "
+
+
+def _wrap_title(title: str, width: float, fontsize: float) -> list[str]:
+    """Lines of `title` no wider than `width` px where it can: breaks at its `TITLE_SEPARATOR`s
+    (a picture of a few columns is narrower than its title, and the end was cut off)."""
+    lines: list[str] = []
+    for part in title.split(TITLE_SEPARATOR):
+        joined = lines[-1] + TITLE_SEPARATOR + part if lines else part
+        if lines and _text_width([joined], fontsize) <= width:
+            lines[-1] = joined
+        else:
+            lines.append(part)
+    return lines
+
+
 def _add_title(image: np.ndarray, title: str, size: int) -> np.ndarray:
     fontsize = _font_size(size) + 1
-    strip_h = math.ceil(fontsize * 2.2)
     pad = max(2, size // _GAP_FRACTION)
-    strip = _text_image([(title, strip_h / 2)], image.shape[1], strip_h, fontsize, pad)
+    lines = _wrap_title(title, image.shape[1] - 2 * pad, fontsize)
+    line_h = fontsize * 1.9  # points at 100 dpi: 1.39 px each, and a gap
+    strip_h = math.ceil(fontsize * 2.2 + line_h * (len(lines) - 1))
+    texts = [(line, fontsize * 1.1 + i * line_h) for i, line in enumerate(lines)]
+    strip = _text_image(texts, image.shape[1], strip_h, fontsize, pad)
     return np.concatenate([strip, image], axis=0)
 
 

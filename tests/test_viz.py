@@ -148,6 +148,25 @@ def test_save_grid_png_with_title(tmp_path):
     assert back.shape[0] > no_title.shape[0]  # title strip on top
 
 
+def test_a_title_wider_than_the_picture_wraps_at_its_separators():
+    """A one-column picture is narrower than compare's title; its end (the seed) was cut off."""
+    from otzoo.viz import _add_title, _text_width, _wrap_title
+
+    parts = ["3-5: embedded 16^3, rgby, rotation none, extruded", "quick, 760-1150 steps", "seed 0"]
+    title = "  |  ".join(parts)
+    assert _wrap_title(title, 10_000, 10) == [title]
+    narrow = _wrap_title(title, _text_width([parts[0]], 10) + 1, 10)
+    assert narrow == [parts[0], "  |  ".join(parts[1:])]
+    image = np.full((40, 300, 3), 255, dtype=np.uint8)
+    one_line = _add_title(image, "seed 0", 32)
+    wrapped = _add_title(image, title, 32)
+    assert wrapped.shape[0] > one_line.shape[0] and wrapped.shape[1] == 300
+    # every line is drawn: dark pixels in each line's band of the strip
+    strip = wrapped[: wrapped.shape[0] - 40].min(axis=2)
+    rows_with_ink = np.flatnonzero((strip < 128).any(axis=1))
+    assert len(rows_with_ink) > 0 and np.diff(rows_with_ink).max() > 1  # separate bands
+
+
 def test_scatter_refuses_voxels_and_handles_one_dimension(tmp_path):
     with pytest.raises(DataError, match="flat vectors"):
         save_scatter_png(torch.zeros(4, 3, 8, 8, 8), torch.zeros(4, 3, 8, 8, 8), tmp_path / "a.png")
