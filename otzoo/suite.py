@@ -6,7 +6,8 @@ Each cell (pair, rotation, style) is one `otzoo compare` (otzoo.compare, called 
 - everything a user can get wrong is refused before anything is trained or written: the lists,
   the --set keys, every cell's compare `plan`, and an output folder holding another suite
   (`<out>/suite.json` records the settings that shape the numbers);
-- it resumes: a cell whose comparison finished (its `cell.json`, written right after compare
+- it resumes, with runs of the settings it would train now only (a run of an older preset is
+  refused, not mixed in): a cell whose comparison finished (its `cell.json`, written right after compare
   returns, is complete) is read back, not rerun; in a half-done cell the solver runs that
   finished are reused through compare's `--from` and the others are trained again (compare
   cannot continue a half-trained run);
@@ -31,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from otzoo.compare import CompareRequest, compare, plan, route_overrides
-from otzoo.config import config_fields
+from otzoo.config import RunConfig, config_fields, resolve
 from otzoo.errors import ConfigError, OtzooError
 from otzoo.judge import JudgeConfig
 from otzoo.registry import get_solver, parse_solver_list
-from otzoo.runs import read_metrics
+from otzoo.runs import read_config, read_metrics
 from otzoo.runtime import atomic_write_json, check_out_path, torch_threads
 from otzoo.suite_cells import Cell, CellResult, read_cell, write_cell
 from otzoo.suite_jobs import run_in_workers
@@ -191,13 +192,55 @@ def _sets_for(sets: tuple[str, ...], ids: list[str]) -> tuple[str, ...]:
     return tuple(s for s in sets if s.partition("=")[0].strip() in known)
 
 
+def _cell_values(req: SuiteRequest, cell: Cell) -> dict[str, Any]:
+    """The cell's data variant and the suite's options as typed values (they win over --set)."""
+    values: dict[str, Any] = {"rotation": cell.rotation, "style": cell.style, "device": req.device}
+    if req.steps is not None:
+        values["steps"] = req.steps
+    return values
+
+
+def _first_difference(have: RunConfig, want: RunConfig) -> str | None:
+    """`section.key: have there, want now` for the first setting that differs, else None."""
+    a, b = dataclasses.asdict(have), dataclasses.asdict(want)
+    for section, value in a.items():
+        inner = value if isinstance(value, dict) else {"": value}
+        other = b[section] if isinstance(b[section], dict) else {"": b[section]}
+        for key, v in inner.items():
+            if other.get(key) != v:
+                name = f"{section}.{key}" if key else section
+                return f"{name}: {v!r} there, {other.get(key)!r} now"
+    return None
+
+
+def check_runs_current(req: SuiteRequest, cell: Cell, folder: Path, ids: list[str]) -> None:
+    """Refuse a cell whose finished runs were trained with other settings than this suite
+    resolves now (a solver's preset changed since, say): resuming would put runs of two presets
+    on one leaderboard. The device is not compared (compare reuses a run on any device)."""
+    overrides = route_overrides(list(req.sets), ids)
+    values = _cell_values(req, cell)
+    for sid in ids:
+        run_dir = folder / "runs" / sid
+        if not (run_dir / "config.json").exists():
+            continue
+        have = read_config(run_dir)
+        want = resolve(
+            get_solver(sid), cell.pair, req.preset, {**overrides[sid], **values}, req.seed
+        )
+        diff = _first_difference(replace(have, train=replace(have.train, device=req.device)), want)
+        if diff is not None:
+            raise ConfigError(
+                f"{run_dir}: trained with other settings than this suite gives now ({diff}; a "
+                f"preset may have changed since); pass a new --out, or delete {folder} to run "
+                "that cell again"
+            )
+
+
 def cell_request(
     req: SuiteRequest, cell: Cell, folder: Path, train: list[str], reuse: list[Path]
 ) -> CompareRequest:
     """The comparison of one cell: its data variant as typed values (they win over --set)."""
-    values: dict[str, Any] = {"rotation": cell.rotation, "style": cell.style, "device": req.device}
-    if req.steps is not None:
-        values["steps"] = req.steps
+    values = _cell_values(req, cell)
     return CompareRequest(
         out=folder,
         solvers=tuple(train),
@@ -215,6 +258,7 @@ def cell_request(
 def plan_cell(req: SuiteRequest, cell: Cell, ids: list[str]) -> CellPlan:
     """Read back a finished cell, or plan its comparison (refusing bad input) without writing."""
     folder = req.out / "cells" / cell.name
+    check_runs_current(req, cell, folder, ids)
     done = read_cell(folder, cell, ids)
     if done is not None:
         return CellPlan(cell, folder, done=done)

@@ -135,6 +135,27 @@ def test_a_half_done_cell_reuses_its_finished_runs_and_retrains_the_rest(tmp_pat
     assert (cell / "cell.json").is_file()
 
 
+def test_a_cell_trained_with_an_older_preset_is_refused_not_mixed_in(tmp_path, monkeypatch):
+    """A solver's preset changed after the cell ran (as `not`'s batch did): resuming would put
+    runs of two presets on one leaderboard, so the suite refuses, naming the setting."""
+    from otzoo.registry import get_solver
+
+    out = tmp_path / "suite"
+    req = tiny_suite(out, solvers=("pot", "not"), rotations=("none",), steps=2)
+    run_suite(req, log=quiet)
+    no_training(monkeypatch)
+    assert all(r.read_back for r in run_suite(req, log=quiet).results)  # unchanged: read back
+    before = files_under(out)
+    presets = get_solver("not").presets
+    monkeypatch.setitem(presets, "tiny", {**presets["tiny"], "t_iters": 3})
+    with pytest.raises(ConfigError, match=r"runs/not: .*solver_config.t_iters: 2 there, 3 now"):
+        run_suite(req, log=quiet)
+    assert files_under(out) == before  # nothing written, nothing deleted
+    (out / "cells" / "3-5_none_extruded" / "cell.json").unlink()  # half-done: the same
+    with pytest.raises(ConfigError, match="t_iters: 2 there, 3 now"):
+        plan_suite(req)
+
+
 def test_weak_judge_label():
     assert judge_label(0.87) == "0.87 (weak)"
     assert judge_label(0.8999) == "0.8999 (weak)"
