@@ -112,8 +112,8 @@ class NeuralOT(SaddleSolver):
     # and ~38 at 32, and the map learns about as much per step: 0.95 reached at 3.0 / 3.0
     # minutes (batch 16: 3.0 / 8.0; 32: 7.6 / 9.1); at 8 minutes 0.99 / 0.97, purity 0.969 /
     # 0.967, worst color 0.96 / 0.96, fid 14.7 / 8.4 (floors 19.3 / 12.6), lit share 0.209 /
-    # 0.217, lowest accuracy over the last 30% 0.99 / 0.94 (README "Half the batch, twice"); empty:
-    # the core preset's batch
+    # 0.217, lowest accuracy over the last 30% 0.99 / 0.94 (README "Half the batch, twice");
+    # empty: the core preset's batch
     small_batch: dict[str, Any] = {"batch_size": 8, "steps": 1150, "ema": 0.99}
     potential_key = "f"
 
