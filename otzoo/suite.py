@@ -8,9 +8,9 @@ Each cell (pair, rotation, style) is one `otzoo compare` (otzoo.compare, called 
   (`<out>/suite.json` records the settings that shape the numbers);
 - it resumes, with runs of the settings it would train now only (a run of an older preset is
   refused, not mixed in): a cell whose comparison finished (its `cell.json`, written right
-  after compare returns, is complete) is read back, not rerun; in a half-done cell the solver runs that
-  finished are reused through compare's `--from` and the others are trained again (compare
-  cannot continue a half-trained run);
+  after compare returns, is complete) is read back, not rerun; in a half-done cell the solver
+  runs that finished are reused through compare's `--from` and the others are trained again
+  (compare cannot continue a half-trained run);
 - a cell that fails on its data (e.g. a style not implemented yet) is reported and the other
   cells still run; the same command later retries it;
 - with `jobs` > 1 up to that many cells run at once, each in a worker process

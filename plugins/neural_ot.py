@@ -161,7 +161,7 @@ class NeuralOTWeak(NeuralOT):
         "quick": {**_PRESETS["quick"], "batch_size": 8, "gamma_ramp_steps": 100},
         "full": {**_PRESETS["full"], "batch_size": 16, "gamma_ramp_steps": 1000},
     }
-    # not's hue plane and context FiLM split the weak map by seed (README), so neither is its default
+    # not's hue plane and context FiLM split the weak map by seed (README): neither is its default
     digit_quick: dict[str, Any] = {}
     small_batch: dict[str, Any] = {}  # its quick batch is 8 already
 
