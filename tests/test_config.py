@@ -23,7 +23,9 @@ def test_presets_and_overrides_route_to_their_section():
     assert (rotated.train.batch_size, rotated.solver_config.ema) == (32, 0.98)
     assert resolve(get_solver("otm"), "3-5", "quick").train.batch_size == 16
     assert resolve(NOT, "noisy-clean", "quick").train.batch_size == 32
-    assert resolve(get_solver("not-weak"), "3-5", "quick").train.batch_size == 8
+    weak = resolve(get_solver("not-weak"), "3-5", "quick")
+    assert (weak.train.batch_size, weak.train.steps, weak.solver_config.z_size) == (8, 540, 4)
+    assert resolve(get_solver("not-weak"), "noisy-clean", "quick").solver_config.z_size == 8
     assert resolve(NOT, "3-5", "quick", {"batch_size": 4}).train.batch_size == 4
 
 
