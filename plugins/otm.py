@@ -109,12 +109,12 @@ class OTM(SaddleSolver):
         solvers"), and T's context FiLM and hue plane (3-5, 350 steps, 2026-12-04, seeds 0 / 1:
         target accuracy 0.95 / 0.98 against 0.91 / 0.94, purity 0.907 / 0.974 against 0.827 /
         0.840, fid 21.8 / 9.3 against 24.3 / 14.2; the plane alone: seed 0 worse everywhere).
-        On unrotated digits batch 16 over 760 steps (10 minutes at ~76 steps a minute; 3-5,
-        one thread, AMD, 2026-12-05, seeds 0 / 1 side by side): 0.95 reached at 6.0 / 5.0
-        minutes against 9.1 / 7.6 at batch 32; at 10 minutes 0.97 / 0.95, purity 0.930 /
-        0.967, worst color 0.93 / 0.92, fid 9.1 / 11.0, lit share 0.233 / 0.218 against 0.95 /
-        0.98, 0.916 / 0.966, 0.88 / 0.96, 19.2 / 9.7, 0.237 / 0.224 (README "Speed"). Rotated
-        digits keep batch 32 (`unrotated_small_batch`).
+        On unrotated digits batch 4 over 2,100 steps (8 minutes at ~265 steps a minute) with an
+        EMA of 0.995 (3-5, one thread, AMD, 2026-12-05, seeds 0 / 1 side by side): 0.95 reached
+        at 3.0 / 3.0 minutes (batch 16: 6.0 / 5.0; 32: 9.1 / 7.6); at 8 minutes 0.99 / 0.98,
+        purity 0.955 / 0.976, worst color 0.96 / 0.96, fid 10.1 / 11.2, lit share 0.212 / 0.207
+        (batch 16 at 10 minutes: 0.97 / 0.95, 0.930 / 0.967, 0.93 / 0.92, 9.1 / 11.0, 0.233 /
+        0.218; README "Speed"). Rotated digits keep batch 32 (`unrotated_small_batch`).
         Other pairs keep the reference form: restoration was measured with it, and on noise-5
         no recipe tried generates fives (the quadratic included)."""
         if spec.kind == "digits" and preset == "quick":
@@ -124,7 +124,7 @@ class OTM(SaddleSolver):
                 "r1": 300.0,
                 "t_context": True,
                 "t_hue_plane": True,
-                **unrotated_small_batch(data, {"batch_size": 16, "steps": 760}),
+                **unrotated_small_batch(data, {"batch_size": 4, "steps": 2100, "ema": 0.995}),
             }
         return saddle_vector_presets(spec, preset, ("lr_t", "lr_psi"))
 

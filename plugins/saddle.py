@@ -118,7 +118,8 @@ def unrotated_small_batch(data: DataConfig, settings: dict[str, Any]) -> dict[st
     digits only, the quick presets of `not` and `otm`: a step of batch 16 costs half as much as
     one of 32 and teaches the map about as much (3-5, one thread, 2026-12-05, seeds 0 / 1: 0.95
     reached at 3.0 / 8.0 minutes by `not` against 7.6 / 9.1, at 6.0 / 5.0 by `otm` against 9.1 /
-    7.6), and `not` halves it again (batch 8). Rotated digits keep batch 32: there `not`'s
+    7.6), and halving it again pays too (`not` batch 8, `otm` 4, each with a longer EMA: 0.95
+    at 3.0 / 3.0 minutes for both). Rotated digits keep batch 32: there `not`'s
     potential learns far less per step at 16 (rotation z, `r1=0`, 15 minutes: 0.34 target
     accuracy after 1,081 steps, against 0.78 in the same minutes at 32, with about half the
     steps)."""

@@ -286,7 +286,7 @@ def test_a_hostile_from_run_is_refused_before_the_judge_trains(tmp_path, monkeyp
 
 
 def test_the_picture_title_gives_the_steps_of_every_row():
-    """Presets differ in steps (not 1,150, otm 760 on digit pairs): the title says the range."""
+    """Presets differ in steps (not 1,150, otm 2,100 on digit pairs): the title says the range."""
     from otzoo.compare_outputs import picture_title
     from otzoo.config import resolve
     from otzoo.registry import get_solver
@@ -294,4 +294,4 @@ def test_the_picture_title_gives_the_steps_of_every_row():
     nt, otm = (resolve(get_solver(s), "3-5", "quick") for s in ("not", "otm"))
     assert "| quick, 1150 steps |" in picture_title("3-5", [nt, nt]).replace("  ", " ")
     both = picture_title("3-5", [otm, nt])
-    assert "760-1150 steps" in both and "rotation none, extruded" in both
+    assert "1150-2100 steps" in both and "rotation none, extruded" in both

@@ -21,7 +21,8 @@ def test_presets_and_overrides_route_to_their_section():
     assert (small.train.batch_size, small.train.steps, small.solver_config.ema) == (8, 1150, 0.99)
     rotated = resolve(NOT, "3-5", "quick", {"rotation": "z"})
     assert (rotated.train.batch_size, rotated.solver_config.ema) == (32, 0.98)
-    assert resolve(get_solver("otm"), "3-5", "quick").train.batch_size == 16
+    otm = resolve(get_solver("otm"), "3-5", "quick")
+    assert (otm.train.batch_size, otm.train.steps, otm.solver_config.ema) == (4, 2100, 0.995)
     assert resolve(NOT, "noisy-clean", "quick").train.batch_size == 32
     weak = resolve(get_solver("not-weak"), "3-5", "quick")
     assert (weak.train.batch_size, weak.train.steps, weak.solver_config.z_size) == (8, 540, 4)
