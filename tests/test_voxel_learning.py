@@ -30,8 +30,8 @@ KNOWN_FAILING: dict[str, str] = {
     "(2026-12-05; 0.10 at batch 16, 0.15 at batch 32, 0.35 before R1)",
     "not-weak": "issue 14: ends at 0.15 with the quick preset's r1=300 and 4 noise draws "
     "(2026-12-05; 0.15 with 8, 0.25 before R1)",
-    "otm": "issue 14: ends at 0.40 with the quick preset's quadratic psi, EMA, R1 and batch 16 "
-    "(2026-12-05; 0.35 at batch 32, 0.25 before)",
+    "otm": "issue 14: ends at 0.25 with the quick preset's quadratic psi, R1, batch 4 and EMA "
+    "0.995 (2026-12-05; 0.40 at batch 16, 0.35 at batch 32, 0.25 before)",
     "w2gn": "issue 14: ends at 0.25 with the dense potential (0.00 with the conv one)",
     "amortized": "issue 14: ends at 0.35",
 }
