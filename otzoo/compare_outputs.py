@@ -85,7 +85,7 @@ def _row_metrics(m: dict[str, float]) -> str:
 
 def picture_title(pair: str, runs: Sequence[RunConfig]) -> str:
     """The data and training settings the rows share; steps as a range where the solvers'
-    presets differ (e.g. not's 580 and otm's 760 on digit pairs)."""
+    presets differ (e.g. not's 1,150 and otm's 2,100 on unrotated digit pairs)."""
     run, d = runs[0], runs[0].data
     lo, hi = min(r.train.steps for r in runs), max(r.train.steps for r in runs)
     steps = f"{lo}" if lo == hi else f"{lo}-{hi}"
