@@ -195,7 +195,8 @@ def test_potential_norm_switch_reaches_the_voxel_potential(solver_id, key):
 
 def test_context_switches_reach_both_voxel_nets_and_not_quick_uses_them():
     """`t_context` / `f_context` give T and f FiLMs that read the input's channel means (3 for
-    rgby voxels); off, neither has any. `not`'s quick preset turns both on, `not-weak`'s not."""
+    rgby voxels); off, neither has any. `not`'s quick preset turns both on, `not-weak`'s on
+    digit pairs only."""
     info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
 
     def films(config: dict) -> tuple[int, int]:
@@ -210,7 +211,8 @@ def test_context_switches_reach_both_voxel_nets_and_not_quick_uses_them():
     quick = resolve(NOT, "3-5", "quick").solver_config
     assert quick.t_context and quick.f_context and quick.t_hue_plane
     weak = resolve(WEAK, "3-5", "quick").solver_config
-    assert not weak.t_context and not weak.t_hue_plane
+    assert weak.t_context and weak.f_context and weak.t_hue_plane
+    assert not resolve(WEAK, "noisy-clean", "quick").solver_config.t_context
     # a noisy source's mean is not a digit's hue, and a gray source has none to keep
     for pair in ("noise-5:16", "noisy-clean", "gray-color"):
         assert not resolve(NOT, pair, "quick").solver_config.t_hue_plane
