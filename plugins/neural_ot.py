@@ -161,8 +161,9 @@ class NeuralOTWeak(NeuralOT):
         "quick": {**_PRESETS["quick"], "batch_size": 8, "gamma_ramp_steps": 100},
         "full": {**_PRESETS["full"], "batch_size": 16, "gamma_ramp_steps": 1000},
     }
-    # Digit pairs, quick: 4 noise draws per x, not 8, over 540 steps (10 training minutes; 3-5,
-    # one thread, AMD, 2026-12-05, seeds 0 / 1 side by side): ~55 steps a minute against ~30,
+    # Digit pairs, quick, measured in three steps. First 4 noise draws per x, not 8, over 540
+    # steps (10 training minutes; 3-5, one thread, AMD, 2026-12-05, seeds 0 / 1 side by side):
+    # ~55 steps a minute against ~30,
     # 0.95 reached at 5.0 / 6.1 minutes against 8.1 / never, at 10 minutes 0.98 / 0.90 target
     # accuracy against 0.97 / 0.93, fid 11.2 / 26.2 against 17.1 / 32.0, lowest accuracy over the
     # last 30% 0.96 / 0.90 against 0.86 / 0.86; the fog the same (lit share 0.238 / 0.257 against
