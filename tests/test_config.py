@@ -148,6 +148,7 @@ def test_pair_presets_see_the_data_variant_the_user_chose():
     rotated = resolve(otcfm, "3-5", "quick", parse_overrides(["rotation=z"], otcfm))
     assert rotated.data.rotation == "z" and rotated.solver_config.ot_batch == 2 * plain
     assert resolve(otcfm, "3-5", "quick", {"rotation": "3d"}).solver_config.ot_batch == 2 * plain
+    assert rotated.solver_config.ema == 0.995 > resolve(otcfm, "3-5", "quick").solver_config.ema
     assert rotated.train.select_every == 0  # map selection: rotated point clouds only
     cloud = resolve(otcfm, "3-5", "quick", {"rotation": "z", "style": "pointcloud"})
     assert cloud.train.select_every == 200
