@@ -44,6 +44,7 @@ class TrainConfig:
     lr_decay_steps: int | None = None  # cosine length in outer steps; None: the run's steps
     select_every: int = 0  # score the map on training data every N steps; end with the best
     select_samples: int = 256  # training pairs the selection score uses
+    channels_last: bool = False  # voxel nets in the channels-last 3D layout (faster; rounds apart)
 
     def __post_init__(self) -> None:
         at_least = {"steps": 1, "batch_size": 1, "log_every": 1, "ckpt_every": 1}

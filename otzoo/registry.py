@@ -143,4 +143,8 @@ def build_solver(run: RunConfig, data: PairData, device: torch.device) -> Solver
     cls = get_solver(run.solver)
     info = pair_info(data)
     check_fits(cls, info)
-    return cls(run.solver_config, info, device)
+    solver = cls(run.solver_config, info, device)
+    if run.train.channels_last and info.kind == "voxel":
+        for module in solver.modules.values():  # in place: optimizers keep their parameters
+            module.to(memory_format=torch.channels_last_3d)
+    return solver

@@ -10,6 +10,7 @@ import torch
 
 from otzoo import registry
 from otzoo.config import parse_overrides, resolve
+from otzoo.data import load_pair
 from otzoo.errors import CheckpointError, ConfigError, DivergenceError
 from otzoo.runs import list_checkpoints, load_checkpoint
 from otzoo.train import train
@@ -60,6 +61,28 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
     sa = load_checkpoint(list_checkpoints(a)[-1])["state"]["modules"]["T"]
     sb = load_checkpoint(list_checkpoints(b)[-1])["state"]["modules"]["T"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_channels_last_builds_voxel_nets_in_that_layout_trains_alike_and_resumes(tmp_path):
+    """The layout is a speed choice: same nets, weights within rounding of the usual layout's,
+    and a resumed run equal to an uninterrupted one (restored weights keep the layout)."""
+    run = tiny_run(3, channels_last="true")
+    data = load_pair(run.pair, run.data, seed=0)
+    solver = registry.build_solver(run, data, torch.device("cpu"))
+    convs = [p for m in solver.modules.values() for p in m.parameters() if p.dim() == 5]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in convs)
+    assert any(not p.is_contiguous() for p in convs)
+    last, usual, resumed = tmp_path / "last", tmp_path / "usual", tmp_path / "resumed"
+    train(tiny_run(6, channels_last="true"), last, show_progress=False)
+    train(tiny_run(6), usual, show_progress=False)
+    train(run, resumed, show_progress=False)
+    train(tiny_run(6, channels_last="true"), resumed, resume=True, show_progress=False)
+    sl, su, sr = (
+        load_checkpoint(list_checkpoints(d)[-1])["state"]["modules"]["T"]
+        for d in (last, usual, resumed)
+    )
+    assert all(torch.allclose(sl[k], su[k], atol=1e-4) for k in sl)
+    assert all(torch.equal(sl[k], sr[k]) for k in sl)
 
 
 def test_second_run_into_same_folder_is_refused(tmp_path):

@@ -29,7 +29,8 @@ KNOWN_FAILING: dict[str, str] = {
     "not": "issue 14: ends at 0.20 with the quick preset's batch 8, EMA 0.99 and r1=300 "
     "(2026-12-05; 0.10 at batch 16, 0.15 at batch 32, 0.35 before R1)",
     "not-weak": "issue 14: ends at 0.15 with the quick preset's r1=300, 2 noise draws, hue "
-    "plane, context FiLM and EMA 0.995 (2026-12-05; 0.15 with 4 and 8 draws, 0.25 before R1)",
+    "plane, context FiLM, EMA 0.995 and channels-last nets (2026-12-06; 0.15 without the layout, "
+    "with 4 and 8 draws; 0.25 before R1)",
     "otm": "issue 14: ends at 0.25 with the quick preset's quadratic psi, R1, batch 4 and EMA "
     "0.995 (2026-12-05; 0.40 at batch 16, 0.35 at batch 32, 0.25 before)",
     "w2gn": "issue 14: ends at 0.25 with the dense potential (0.00 with the conv one)",
