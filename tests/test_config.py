@@ -25,7 +25,7 @@ def test_presets_and_overrides_route_to_their_section():
     assert (otm.train.batch_size, otm.train.steps, otm.solver_config.ema) == (4, 2100, 0.995)
     assert resolve(NOT, "noisy-clean", "quick").train.batch_size == 32
     weak = resolve(get_solver("not-weak"), "3-5", "quick")
-    assert (weak.train.batch_size, weak.train.steps, weak.solver_config.z_size) == (8, 850, 2)
+    assert (weak.train.batch_size, weak.train.steps, weak.solver_config.z_size) == (8, 980, 2)
     assert (
         weak.solver_config.ema == 0.995
         and weak.train.channels_last
