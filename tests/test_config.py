@@ -26,11 +26,8 @@ def test_presets_and_overrides_route_to_their_section():
     assert resolve(NOT, "noisy-clean", "quick").train.batch_size == 32
     weak = resolve(get_solver("not-weak"), "3-5", "quick")
     assert (weak.train.batch_size, weak.train.steps, weak.solver_config.z_size) == (8, 980, 2)
-    assert (
-        weak.solver_config.ema == 0.995
-        and weak.train.channels_last
-        and not small.train.channels_last
-    )
+    assert weak.solver_config.ema == 0.995
+    assert weak.train.channels_last and not small.train.channels_last
     assert resolve(get_solver("not-weak"), "noisy-clean", "quick").solver_config.z_size == 8
     assert resolve(NOT, "3-5", "quick", {"batch_size": 4}).train.batch_size == 4
 

@@ -154,7 +154,6 @@ def test_rotated_digits_train_on_fresh_rotations_and_resume_exactly(tmp_path, mo
     repeats a volume of the fixed training set), and the augmentation stream is the sampler's
     checkpointed state: 3 + 3 resumed steps equal 6 straight ones."""
     from otzoo.batches import BatchSampler
-    from otzoo.data import load_pair
 
     drawn: list[torch.Tensor] = []
     real_y = BatchSampler.y
