@@ -37,11 +37,19 @@ class ConjugateResult:
     evaluations: int = 0  # batched value-and-gradient calls of f (line searches included)
 
 
-class _Problem:
-    """f(x) - <x, y> on flattened rows, evaluated on any subset of the batch (rows `idx`)."""
+Projection = Callable[[Tensor, Tensor | None], Tensor]  # (gradients [b, ...], their rows) -> same
 
-    def __init__(self, f: nn.Module, y: Tensor):
-        self.f, self.shape = f, y.shape[1:]
+
+class _Problem:
+    """f(x) - <x, y> on flattened rows, evaluated on any subset of the batch (rows `idx`).
+
+    With `project`, each gradient is projected (per sample) onto a subspace: a search started in
+    an affine set parallel to it then stays there, because every L-BFGS step is a combination of
+    gradients and past steps (Adam's per-coordinate step is projected too, `restrict`), and it
+    ends at the minimum over that set."""
+
+    def __init__(self, f: nn.Module, y: Tensor, project: Projection | None = None):
+        self.f, self.shape, self.project = f, y.shape[1:], project
         self.y = y.detach().flatten(1)
         self.evaluations = 0
 
@@ -52,7 +60,13 @@ class _Problem:
             xg = x.detach().requires_grad_(True)
             value = self.f(xg.view(-1, *self.shape)) - (xg * y).sum(dim=1)
             (grad,) = torch.autograd.grad(value.sum(), xg)
-        return value.detach(), grad
+        return value.detach(), self.restrict(grad, idx)
+
+    def restrict(self, d: Tensor, idx: Tensor | None = None) -> Tensor:
+        """Flat rows d projected onto the search's subspace (as they are without `project`)."""
+        if self.project is None:
+            return d
+        return self.project(d.view(-1, *self.shape), idx).flatten(1)
 
 
 def _check(max_iter: int, gtol: float) -> None:
@@ -167,7 +181,7 @@ def adam(
         m_hat, v_hat = m[active] / (1 - b1 ** (it + 1)), v[active] / (1 - b2 ** (it + 1))
         cos = 0.5 * (1 + math.cos(math.pi * it / max_iter))
         lr_t = lr * (final_lr_fraction + (1 - final_lr_fraction) * cos)
-        x[active] -= lr_t * m_hat / (v_hat.sqrt() + 1e-8)
+        x[active] -= problem.restrict(lr_t * m_hat / (v_hat.sqrt() + 1e-8), active)
         _, grad[active] = problem.value_grad(x[active], active)
         it += 1
     return x, grad.norm(dim=1), it
@@ -212,11 +226,14 @@ def solve_conjugate(
     method: str = "lbfgs",
     max_iter: int = 100,
     gtol: float = 1e-3,
+    project: Projection | None = None,
 ) -> ConjugateResult:
     """x_hat(y) = argmin_x f(x) - <x, y> for a batch y [B, ...], started at x_init (default y).
 
     Stops when every sample's gradient norm ||grad f(x) - y|| is <= gtol or after max_iter
-    iterations. f's parameters get no gradient; the result is detached.
+    iterations. f's parameters get no gradient; the result is detached. `project(g, rows)`
+    restricts the search to x_init plus a subspace (per sample; `rows` None for the whole
+    batch): the argmin over that affine set, its gradient norms measured within it.
     """
     _check(max_iter, gtol)
     if method not in CONJUGATE_SOLVERS:
@@ -226,7 +243,7 @@ def solve_conjugate(
     x0 = y if x_init is None else x_init
     if x0.shape != y.shape:
         raise ConfigError(f"x_init has shape {list(x0.shape)} but y has {list(y.shape)}")
-    problem = _Problem(f, y)
+    problem = _Problem(f, y, project)
     flags = [p.requires_grad for p in f.parameters()]
     f.requires_grad_(False)  # no graph to the parameters: the solve only needs grad in x
     try:

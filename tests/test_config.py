@@ -32,6 +32,14 @@ def test_presets_and_overrides_route_to_their_section():
     assert resolve(NOT, "3-5", "quick", {"batch_size": 4}).train.batch_size == 4
 
 
+def test_amortized_maps_digits_by_the_conjugate_point_and_vectors_by_the_gradient():
+    amortized = get_solver("amortized")
+    assert resolve(amortized, "3-5", "quick").solver_config.map == "conjugate"
+    assert resolve(amortized, "3-5", "quick", {"rotation": "z"}).solver_config.map == "conjugate"
+    for pair, preset in (("w2:4", "quick"), ("3-5", "tiny"), ("3-5", "full")):
+        assert resolve(amortized, pair, preset).solver_config.map == "gradient"
+
+
 def test_round_trip_through_dict():
     run = resolve(NOT, "3-5", "tiny", parse_overrides(["hidden=16,8"], NOT), seed=4)
     again = RunConfig.from_dict(run.to_dict(), NOT)

@@ -131,3 +131,30 @@ def test_fit_identity_makes_an_icnn_gradient_the_identity_and_keeps_it_convex():
     after = float((potential_gradient(f, x) - x).pow(2).mean())
     assert after < 1e-2 * before and after < 1e-3 and loss < 1e-2
     assert all(bool((layer.weight >= 0).all()) for layer in [*f.convex_layers, f.final_layer])
+
+
+@pytest.mark.parametrize(
+    ("method", "gtol"), [("lbfgs", 1e-4), ("adam", 1e-4), ("lbfgs_torch", 1e-3)]
+)
+def test_projected_search_finds_the_minimum_over_each_samples_affine_set(method, gtol):
+    """`project`: the argmin over x_init + span(Q_i) (a plane per sample), which differs from
+    the free argmin; closed form u = -(Q^T A Q)^-1 Q^T (A x0 + b - y)."""
+    f = Quadratic(5, seed=3)
+    gen = torch.Generator().manual_seed(8)
+    y = torch.randn(12, 5, generator=gen) * 2
+    x0 = torch.randn(12, 5, generator=gen)
+    q = torch.linalg.qr(torch.randn(12, 5, 2, generator=gen))[0]  # [12, 5, 2], orthonormal
+
+    def project(g: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        qr = q if rows is None else q[rows]
+        return (qr @ (qr.transpose(1, 2) @ g.unsqueeze(2))).squeeze(2)
+
+    res = solve_conjugate(f, y, x0, method=method, max_iter=2000, gtol=gtol, project=project)
+    a, b = f.A.detach(), f.b.detach()
+    qaq = q.transpose(1, 2) @ a @ q
+    rhs = (q.transpose(1, 2) @ (x0 @ a + b - y).unsqueeze(2)).squeeze(2)
+    expected = x0 - (q @ torch.linalg.solve(qaq, rhs).unsqueeze(2)).squeeze(2)
+    assert res.converged
+    assert float((res.x - expected).norm(dim=1).max()) <= 5 * gtol + 1e-4
+    assert float((res.x - x0 - project(res.x - x0, None)).abs().max()) < 1e-5  # stayed in it
+    assert float((res.x - f.argmin(y)).norm(dim=1).min()) > 0.1  # not the free argmin

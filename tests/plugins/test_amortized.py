@@ -14,7 +14,7 @@ from otzoo.data.benchmarks import gaussian_pair
 from otzoo.errors import ConfigError
 from otzoo.metrics.uvp import evaluate_map
 from otzoo.nets import MLP, ResNet3D
-from otzoo.nets.icnn import ConvICNN3D, DenseICNN
+from otzoo.nets.icnn import ConvICNN3D, DenseICNN, potential_gradient
 from otzoo.registry import check_fits
 from otzoo.solver import PairInfo
 from otzoo.testing import check_solver, tiny_problem
@@ -47,6 +47,39 @@ def test_every_potential_loss_and_conjugate_solver_passes_the_contract(options):
     check_solver(_variant(**options), kinds=("vector",))
 
 
+def test_conjugate_map_passes_the_contract():
+    """map=conjugate: f fit on the target, the map its conjugate point (solved at transport)."""
+    check_solver(_variant(map="conjugate"))
+
+
+def test_hue_plane_keeps_the_conjugate_search_in_the_inputs_hue_plane():
+    """`hue_plane` (with map=conjugate): after training steps each voxel's move T(x) - x lies in
+    the plane of gray and x's mean chroma, where the free search's does not; it is a one-line
+    error without the conjugate map and on vectors."""
+    from otzoo.data.transforms import paint
+    from tests.conftest import off_hue_plane
+
+    torch.manual_seed(0)
+    colors = torch.arange(8) % 4
+    x = paint((torch.rand(8, 8, 8, 8) > 0.7) * 0.6, "rgby", colors, torch.zeros(8)) * 2 - 1
+    y = paint((torch.rand(8, 8, 8, 8) > 0.6) * 0.6, "rgby", colors, torch.zeros(8)) * 2 - 1
+    info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
+    off = {}
+    for plane in (False, True):
+        torch.manual_seed(0)
+        options = {**Amortized.presets["tiny"], "lr": 1e-2, "map": "conjugate"}
+        solver = Amortized(Amortized.make_config({**options, "hue_plane": plane}), info, CPU)
+        fit(solver, tensor_batches(x, y, 4), 4)
+        moves = (solver.transport(x) - x).detach()
+        assert torch.isfinite(moves).all() and moves.abs().max() > 1e-3
+        off[plane] = off_hue_plane(moves, x)
+    assert off[True] < 1e-4 < off[False], off
+    with pytest.raises(ConfigError, match="map=conjugate"):
+        Amortized.make_config({"hue_plane": True})
+    with pytest.raises(ConfigError, match="voxel"):
+        Amortized(Amortized.make_config({"map": "conjugate", "hue_plane": True}), VEC2, CPU)
+
+
 def test_icnn_voxel_variant_passes_the_contract():
     check_solver(_variant(potential="icnn", amortization="cycle"), kinds=("voxel",))
 
@@ -62,29 +95,34 @@ def test_dense_voxel_potentials_pass_the_contract(potential, net):
     assert not any(isinstance(m, (ResNet3D, ConvICNN3D)) for m in f.modules())
 
 
-def test_amortized_recovers_the_gaussian_map_in_2d():
+@pytest.mark.parametrize("map_kind", ["gradient", "conjugate"])
+def test_amortized_recovers_the_gaussian_map_in_2d(map_kind):
     pair = gaussian_pair(2, seed=0)
     steps = 300
     torch.manual_seed(0)
-    solver = Amortized(Amortized.Config(), VEC2, CPU)
+    solver = Amortized(Amortized.make_config({"map": map_kind}), VEC2, CPU)
     batches = pair_batches(pair, 256)
     start = time.perf_counter()
     fit(solver, batches, steps, lr_decay_steps=steps)
     seconds = time.perf_counter() - start
     scores = evaluate_map(pair, solver.transport, n=4096)
     print(
-        f"amortized gaussian:2 L2-UVP {scores['l2_uvp']:.3f}% cosine {scores['cosine']:.4f} "
-        f"in {seconds:.1f} s"
+        f"amortized map={map_kind} gaussian:2 L2-UVP {scores['l2_uvp']:.3f}% "
+        f"cosine {scores['cosine']:.4f} in {seconds:.1f} s"
     )
     assert scores["l2_uvp"] < 1.0
     assert scores["cosine"] > 0.99
-    # The conjugate inverts the learned map (grad f(x_hat(y)) = y), and H has learned to
-    # predict x_hat (regression amortization): its error is a small part of the displacement.
-    y = batches.y(256)
-    x_pred, x_hat = (t.detach() for t in solver.conjugate(y)[:2])
-    assert float((solver.transport(x_hat) - y).norm(dim=1).max()) < 5e-3
+    # The conjugate inverts grad f (grad f(x_hat(p)) = p), and H has learned to predict x_hat
+    # (regression amortization): its error is a small part of the displacement. The conjugate
+    # runs on the side f is not fit on: the target's samples, or with map=conjugate the source's.
+    points = batches.x(256) if map_kind == "conjugate" else batches.y(256)
+    x_pred, x_hat = (t.detach() for t in solver.conjugate(points)[:2])
+    assert float((potential_gradient(solver.f, x_hat) - points).norm(dim=1).max()) < 5e-3
     amortization_error = float((x_pred - x_hat).norm(dim=1).mean())
-    assert amortization_error < 0.05 * float((y - x_hat).norm(dim=1).mean())
+    assert amortization_error < 0.05 * float((points - x_hat).norm(dim=1).mean())
+    # transport and inverse undo each other, whichever of the two is the conjugate solve
+    x = batches.x(256)
+    assert float((solver.inverse(solver.transport(x)) - x).norm(dim=1).max()) < 5e-3
 
 
 @pytest.mark.parametrize("kind", ["vector", "voxel"])
