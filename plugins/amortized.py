@@ -31,7 +31,7 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, ResNet3D, UNet3D
-from otzoo.nets.common import VOXEL_NETS, zero_output
+from otzoo.nets.common import VOXEL_NETS, ema_copy, ema_update, zero_output
 from otzoo.nets.icnn import GRID_WIDTHS, ConvICNN3D, DenseICNN, QuadraticPlus, potential_gradient
 from otzoo.nets.unet3d import hue_plane_project
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
@@ -65,6 +65,7 @@ class AmortizedConfig(SolverConfig):
     voxel_net: str = "conv"  # voxel potential: conv (ResNet3D / ConvICNN3D) | dense (flat grid)
     map: str = "gradient"  # gradient (grad f) | conjugate (f fit on the target, T(x) its argmin)
     hue_plane: bool = False  # map=conjugate, voxels: T moves voxels only along gray and x's hue
+    ema: float = 0.0  # >0: transport with exponential moving averages of f and H
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -226,11 +227,19 @@ class Amortized(Solver):
             )
             for k, m in self.modules.items()
         }
+        self.f_eval, self.H_eval = self.f, self.H  # what transport uses
+        if config.ema > 0:
+            self.f_eval, self.H_eval = ema_copy(self.f), ema_copy(self.H)
+            self.modules.update(f_ema=self.f_eval, H_ema=self.H_eval)
 
-    def conjugate(self, y: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
-        """(H's prediction x~ with its graph, fine-tuned x_hat detached, solver stats)."""
+    def conjugate(
+        self, y: Tensor, averaged: bool = False
+    ) -> tuple[Tensor, Tensor, dict[str, float]]:
+        """(H's prediction x~ with its graph, fine-tuned x_hat detached, solver stats); with
+        `averaged`, of the transported f and H (their EMAs when `ema` > 0)."""
         c = self.config
-        x_pred, project = self.H(y), None
+        f, H = (self.f_eval, self.H_eval) if averaged else (self.f, self.H)
+        x_pred, project = H(y), None
         if c.hue_plane:  # the search keeps to y plus moves along gray and y's hue, per voxel
 
             def project(g: Tensor, rows: Tensor | None) -> Tensor:
@@ -239,7 +248,7 @@ class Amortized(Solver):
             x_pred = y + hue_plane_project(x_pred - y, y)
         root_dim = math.sqrt(y[0].numel())
         res = solve_conjugate(
-            self.f,
+            f,
             y,
             x_pred.detach(),
             c.conj_solver,
@@ -283,6 +292,9 @@ class Amortized(Solver):
         clamp = getattr(self.f, "clamp_convex", None)
         if clamp is not None:
             clamp()
+        if c.ema > 0:
+            ema_update(self.f_eval, self.f, c.ema)
+            ema_update(self.H_eval, self.H, c.ema)
         return {
             "loss_f": float(loss_f.detach()),
             "amortization": float(amort.detach()),
@@ -292,12 +304,12 @@ class Amortized(Solver):
 
     def transport(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         if self.conjugate_map:
-            return self.conjugate(x)[1]
-        return potential_gradient(self.f, x)
+            return self.conjugate(x, averaged=True)[1]
+        return potential_gradient(self.f_eval, x)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         """The inverse map: grad f*(y) = x_hat(y), H's prediction fine-tuned by the solver (or,
         with `map="conjugate"`, grad f)."""
         if self.conjugate_map:
-            return potential_gradient(self.f, y)
-        return self.conjugate(y)[1]
+            return potential_gradient(self.f_eval, y)
+        return self.conjugate(y, averaged=True)[1]

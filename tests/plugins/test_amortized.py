@@ -80,6 +80,24 @@ def test_hue_plane_keeps_the_conjugate_search_in_the_inputs_hue_plane():
         Amortized(Amortized.make_config({"map": "conjugate", "hue_plane": True}), VEC2, CPU)
 
 
+def test_ema_averages_f_and_h_and_transport_uses_the_averages():
+    info, x, y = tiny_problem("voxel")
+    options = {**Amortized.presets["tiny"], "lr": 1e-2, "map": "conjugate", "ema": 0.9}
+    torch.manual_seed(0)
+    solver = Amortized(Amortized.make_config(options), info, CPU)
+    assert set(solver.modules) == {"f", "H", "f_ema", "H_ema"}
+    assert set(solver.optimizers) == {"f", "H"}  # the averages are not trained
+    start = [p.detach().clone() for p in solver.f.parameters()]
+    batches = tensor_batches(x, y, 8)
+    fit(solver, batches, 1)
+    averaged = zip(solver.f_eval.parameters(), solver.f.parameters(), start, strict=True)
+    for avg, live, old in averaged:
+        assert torch.allclose(avg, 0.9 * old + 0.1 * live, atol=1e-6)
+    fit(solver, batches, 3)
+    live_map = solver.conjugate(x)[1]
+    assert float((solver.transport(x) - live_map).abs().max()) > 1e-4  # the averaged f and H
+
+
 def test_icnn_voxel_variant_passes_the_contract():
     check_solver(_variant(potential="icnn", amortization="cycle"), kinds=("voxel",))
 
