@@ -188,7 +188,8 @@ class Amortized(Solver):
     # quick on digit pairs (3-5, one thread, two runs side by side, 2026-12-06): the conjugate
     # point as the map reaches 0.95 at 4.0 minutes on seeds 0 / 1 and ends at 0.96 / 0.98 (fid
     # 8.1 / 10.6 against floors 19.3 / 12.6), where grad f ended at 0.86 / 0.85; its purity is
-    # 0.88 / 0.87 (`hue_plane`: 0.94-0.95, but 0.90-0.92 target accuracy on seed 0)
+    # 0.88 / 0.87 (`hue_plane`: 0.94-0.95, but 0.90-0.92 target accuracy on seed 0); seed 2
+    # ends at 0.88
     digit_quick: dict[str, Any] = {"map": "conjugate"}
 
     @classmethod
