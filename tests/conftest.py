@@ -11,9 +11,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from otzoo.solver import PairInfo
 
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
@@ -80,6 +84,19 @@ def fit(solver, batches, steps: int, **kw) -> dict[str, float]:
         solver, batches, solver.steps_done + steps, on_step=lambda i: seen.append(i.losses), **kw
     )
     return seen[-1]
+
+
+def one_colored_blobs() -> tuple[PairInfo, torch.Tensor, torch.Tensor]:
+    """(info, x, y): 8 source and 8 target 3 x 8^3 grids of random blobs, each painted in one
+    rgby color (sample i in color i % 4 on both sides), seeded: for the hue-plane tests."""
+    from otzoo.data.transforms import paint
+    from otzoo.solver import PairInfo
+
+    torch.manual_seed(0)
+    colors = torch.arange(8) % 4
+    x = paint((torch.rand(8, 8, 8, 8) > 0.7) * 0.6, "rgby", colors, torch.zeros(8)) * 2 - 1
+    y = paint((torch.rand(8, 8, 8, 8) > 0.6) * 0.6, "rgby", colors, torch.zeros(8)) * 2 - 1
+    return PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8)), x, y
 
 
 def off_hue_plane(moves: torch.Tensor, x: torch.Tensor) -> float:

@@ -56,14 +56,9 @@ def test_hue_plane_keeps_the_conjugate_search_in_the_inputs_hue_plane():
     """`hue_plane` (with map=conjugate): after training steps each voxel's move T(x) - x lies in
     the plane of gray and x's mean chroma, where the free search's does not; it is a one-line
     error without the conjugate map and on vectors."""
-    from otzoo.data.transforms import paint
-    from tests.conftest import off_hue_plane
+    from tests.conftest import off_hue_plane, one_colored_blobs
 
-    torch.manual_seed(0)
-    colors = torch.arange(8) % 4
-    x = paint((torch.rand(8, 8, 8, 8) > 0.7) * 0.6, "rgby", colors, torch.zeros(8)) * 2 - 1
-    y = paint((torch.rand(8, 8, 8, 8) > 0.6) * 0.6, "rgby", colors, torch.zeros(8)) * 2 - 1
-    info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
+    info, x, y = one_colored_blobs()
     off = {}
     for plane in (False, True):
         torch.manual_seed(0)

@@ -443,19 +443,14 @@ def test_enot_hue_plane_restricts_both_map_forms():
     unprojected gradient's does not; the network map gets the two-number head; vectors are
     untouched; the quick preset uses it on digit pairs only."""
     from otzoo.config import resolve
-    from otzoo.data.transforms import paint
     from otzoo.testing import tiny_problem
-    from tests.conftest import fit, off_hue_plane, tensor_batches
+    from tests.conftest import fit, off_hue_plane, one_colored_blobs, tensor_batches
 
     cls = get_solver("enot")
     assert resolve(cls, "3-5", "quick").solver_config.t_hue_plane
     for pair in ("noise-5:16", "gray-color"):  # no digit's hue in the source to keep
         assert not resolve(cls, pair, "quick").solver_config.t_hue_plane
-    torch.manual_seed(0)
-    colors = torch.arange(8) % 4
-    x = paint((torch.rand(8, 8, 8, 8) > 0.7) * 0.6, "rgby", colors, torch.zeros(8)) * 2 - 1
-    y = paint((torch.rand(8, 8, 8, 8) > 0.6) * 0.6, "rgby", colors, torch.zeros(8)) * 2 - 1
-    info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
+    info, x, y = one_colored_blobs()
     tiny = {"g_base": 4, "g_levels": 1, "t_base": 4, "t_depth": 1, "lr_t": 1e-2, "lr_g": 1e-2}
     off = {}
     for plane in (False, True):
