@@ -31,7 +31,7 @@ from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, ResNet3D, UNet3D
-from otzoo.nets.common import VOXEL_NETS, ema_copy, ema_update, zero_output
+from otzoo.nets.common import NORMS, VOXEL_NETS, ema_copy, ema_update, zero_output
 from otzoo.nets.icnn import GRID_WIDTHS, ConvICNN3D, DenseICNN, QuadraticPlus, potential_gradient
 from otzoo.nets.unet3d import hue_plane_project
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
@@ -63,6 +63,7 @@ class AmortizedConfig(SolverConfig):
     h_base: int = 8  # voxel amortization net: residual UNet3D
     h_depth: int = 2  # amortization UNet3D levels
     voxel_net: str = "conv"  # voxel potential: conv (ResNet3D / ConvICNN3D) | dense (flat grid)
+    f_norm: str = "group"  # the ResNet3D potential's normalisation: group | none (as not's f_norm)
     map: str = "gradient"  # gradient (grad f) | conjugate (f fit on the target, T(x) its argmin)
     hue_plane: bool = False  # map=conjugate, voxels: T moves voxels only along gray and x's hue
     ema: float = 0.0  # >0: transport with exponential moving averages of f and H
@@ -78,6 +79,7 @@ class AmortizedConfig(SolverConfig):
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}: use one of {', '.join(allowed)}")
         check_value("voxel_net", self.voxel_net, lambda v: v in VOXEL_NETS, " | ".join(VOXEL_NETS))
+        check_value("f_norm", self.f_norm, lambda v: v in NORMS, " | ".join(NORMS))
         if self.hue_plane and self.map != "conjugate":
             raise ConfigError(
                 "hue_plane=true needs map=conjugate (it restricts the conjugate search, which is "
@@ -128,7 +130,13 @@ def build_potential(c: AmortizedConfig, info: PairInfo) -> nn.Module:
         return DenseICNN(info.x_dim, hidden=c.hidden or None, strong_convexity=c.strong_convexity)
     # zero_output: f = const + 0.5*||x||^2 at init, so grad f is the identity
     if voxel:
-        net = ResNet3D(info.x_shape[0], base=c.f_base, levels=c.f_levels, activation=c.activation)
+        net = ResNet3D(
+            info.x_shape[0],
+            base=c.f_base,
+            levels=c.f_levels,
+            norm=c.f_norm,
+            activation=c.activation,
+        )
         net = _Scaled(zero_output(net), info.x_dim)  # ResNet3D averages over voxels; f must sum
     else:
         net = MLP(info.x_dim, 1, hidden=_widths(c.hidden, info.x_dim), activation=c.activation)

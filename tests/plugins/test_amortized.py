@@ -159,6 +159,17 @@ def test_voxel_map_moves_towards_the_target_on_the_per_voxel_scale():
     assert 0.25 * float(y.mean() - x.mean()) < moved < 1.5 * float(y.mean() - x.mean())
 
 
+@pytest.mark.parametrize("norm", ["group", "none"])
+def test_f_norm_sets_the_voxel_potentials_normalisation(norm):
+    """`f_norm` reaches f's ResNet3D: GroupNorm layers with `group`, none with `none`."""
+    info = tiny_problem("voxel", n=4)[0]
+    solver = Amortized(
+        Amortized.make_config({**Amortized.presets["tiny"], "f_norm": norm}), info, CPU
+    )
+    groups = sum(isinstance(m, torch.nn.GroupNorm) for m in solver.f.modules())
+    assert (groups > 0) == (norm == "group")
+
+
 def test_conjugate_tolerance_is_per_element_rms():
     pair = gaussian_pair(3, seed=2)
     config = Amortized.make_config({"conj_gtol": 1e-4, "conj_max_iter": 200})
@@ -176,6 +187,8 @@ def test_bad_options_raise_config_errors():
         Amortized.make_config({"potential": "resnet"})
     with pytest.raises(ConfigError, match="voxel_net='flat'"):
         Amortized.make_config({"voxel_net": "flat"})
+    with pytest.raises(ConfigError, match="f_norm"):
+        Amortized.make_config({"f_norm": "batch"})
     with pytest.raises(ConfigError, match="conj_solver"):
         Amortized.make_config({"conj_solver": "newton"})
     with pytest.raises(ConfigError, match="regression needs conj_max_iter"):
