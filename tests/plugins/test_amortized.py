@@ -54,25 +54,37 @@ def test_conjugate_map_passes_the_contract():
 
 def test_hue_plane_keeps_the_conjugate_search_in_the_inputs_hue_plane():
     """`hue_plane` (with map=conjugate): after training steps each voxel's move T(x) - x lies in
-    the plane of gray and x's mean chroma, where the free search's does not; it is a one-line
-    error without the conjugate map and on vectors."""
+    the plane of gray and x's mean chroma, where the free search's does not; with
+    `hue_plane_train=false` only transport keeps to it (f trains as with the free search, to the
+    same weights). One-line errors without the conjugate map, on vectors, and for
+    `hue_plane_train` without `hue_plane`."""
     from tests.conftest import off_hue_plane, one_colored_blobs
 
     info, x, y = one_colored_blobs()
-    off = {}
-    for plane in (False, True):
+    off, weights = {}, {}
+    for plane, in_training in ((False, True), (True, True), (True, False)):
         torch.manual_seed(0)
         options = {**Amortized.presets["tiny"], "lr": 1e-2, "map": "conjugate"}
-        solver = Amortized(Amortized.make_config({**options, "hue_plane": plane}), info, CPU)
+        options.update(hue_plane=plane, hue_plane_train=in_training)
+        solver = Amortized(Amortized.make_config(options), info, CPU)
         fit(solver, tensor_batches(x, y, 4), 4)
         moves = (solver.transport(x) - x).detach()
         assert torch.isfinite(moves).all() and moves.abs().max() > 1e-3
-        off[plane] = off_hue_plane(moves, x)
-    assert off[True] < 1e-4 < off[False], off
+        off[plane, in_training] = off_hue_plane(moves, x)
+        weights[plane, in_training] = torch.cat([p.flatten() for p in solver.f.parameters()])
+        if (plane, in_training) == (True, False):  # training steps search freely
+            _, x_hat, _ = solver.conjugate(x)
+            assert off_hue_plane(x_hat - x, x) > 1e-3
+    assert off[True, True] < 1e-4 < off[False, True], off
+    assert off[True, False] < 1e-4, off
+    assert torch.equal(weights[True, False], weights[False, True])
+    assert not torch.equal(weights[True, True], weights[False, True])
     with pytest.raises(ConfigError, match="map=conjugate"):
         Amortized.make_config({"hue_plane": True})
     with pytest.raises(ConfigError, match="voxel"):
         Amortized(Amortized.make_config({"map": "conjugate", "hue_plane": True}), VEC2, CPU)
+    with pytest.raises(ConfigError, match="hue_plane is off"):
+        Amortized.make_config({"map": "conjugate", "hue_plane_train": False})
 
 
 def test_ema_averages_f_and_h_and_transport_uses_the_averages():
