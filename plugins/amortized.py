@@ -201,12 +201,18 @@ class Amortized(Solver):
 
     # quick on digit pairs (3-5, one thread, two runs side by side, 2026-12-06): the conjugate
     # point as the map reaches 0.95 at 4.0 minutes on seeds 0 / 1 and ends at 0.96 / 0.98 (fid
-    # 8.1 / 10.6 against floors 19.3 / 12.6), where grad f ended at 0.86 / 0.85; its purity is
-    # 0.88 / 0.87 (`hue_plane`: 0.94-0.95, but 0.90-0.92 target accuracy on seed 0); seed 2
-    # ends at 0.88. Measured, not kept (2026-12-06): `hue_plane_train=false` (the plane at
-    # transport only) lit share 0.212 / 0.211, purity 0.92 / 0.92, 0.94 / 0.96 target accuracy;
-    # `f_norm=none` lit 0.218 / 0.216, purity 0.86 / 0.88, seed 1 0.91
-    digit_quick: dict[str, Any] = {"map": "conjugate"}
+    # 8.1 / 10.6 against floors 19.3 / 12.6), where grad f ended at 0.86 / 0.85; purity 0.88 /
+    # 0.87, lit share 0.226 / 0.226. The hue plane at transport only (f trains on the free
+    # search) in the channels-last layout (12-17% more steps): 0.95 at 4.0 / 2.0 minutes, 0.95 /
+    # 0.96 at 10, purity 0.936 / 0.938, lit share 0.209 / 0.206, worst color 0.88 / 0.90, fid
+    # 14.4 / 14.4. The plane in training as well: purity 0.94-0.95, but 0.90-0.92 target
+    # accuracy on seed 0; `f_norm=none`: lit 0.218 / 0.216, purity 0.86 / 0.88, seed 1 0.91
+    digit_quick: dict[str, Any] = {
+        "map": "conjugate",
+        "hue_plane": True,
+        "hue_plane_train": False,
+        "channels_last": True,
+    }
 
     @classmethod
     def pair_presets(cls, spec: PairSpec, preset: str, data: DataConfig) -> dict[str, Any]:

@@ -34,7 +34,9 @@ def test_presets_and_overrides_route_to_their_section():
 
 def test_amortized_maps_digits_by_the_conjugate_point_and_vectors_by_the_gradient():
     amortized = get_solver("amortized")
-    assert resolve(amortized, "3-5", "quick").solver_config.map == "conjugate"
+    quick = resolve(amortized, "3-5", "quick")
+    assert quick.solver_config.map == "conjugate" and quick.train.channels_last
+    assert quick.solver_config.hue_plane and not quick.solver_config.hue_plane_train
     assert resolve(amortized, "3-5", "quick", {"rotation": "z"}).solver_config.map == "conjugate"
     for pair, preset in (("w2:4", "quick"), ("3-5", "tiny"), ("3-5", "full")):
         assert resolve(amortized, pair, preset).solver_config.map == "gradient"
