@@ -1,7 +1,7 @@
 """The map a run ends with, chosen on training data only (`--set select_every=N`).
 
 A saddle solver's map can be at its best mid-run and then drift: the potential's slope off the
-data grows with its steps and the map follows it into haze (README, "Speed"). With
+data grows with its steps and the map follows it into haze (docs/results.md, "Map selection"). With
 `select_every` N > 0 the trainer scores the map every N steps on fixed training samples (never
 the test split), keeps a copy of the networks with the best score, and ends the run with that
 copy: the final metrics, `compare`'s row and pictures, `eval`/`render` of the folder and a

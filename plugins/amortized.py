@@ -10,7 +10,7 @@ of three amortization losses on its prediction x~ = H(y), with f's parameters fr
 With `map="conjugate"` the roles swap: f is fit on the target and the map is its conjugate point,
 T(x) = argmin_y f(y) - <y, x> (H's prediction fine-tuned by the solver), the inverse grad f. The
 argmin lands where f is low, on the target's samples; on voxels that map is the sharper one
-(README, "amortized").
+(docs/results.md, "`amortized`").
 Reference: AdamW lr 5e-4, betas (0.5, 0.5), cosine decay (the loop's `lr_schedule`); best
 reported is the non-convex MLP potential with regression amortization and L-BFGS, the
 defaults here.

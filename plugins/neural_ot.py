@@ -75,7 +75,7 @@ _PRESETS = {
         "f_levels": 1,
         "hidden": (32, 32),
     },
-    # quick: measured on a 2-core CPU (benchmarks/time_to_quality.py; README): small nets,
+    # quick: measured on a 2-core CPU (benchmarks/time_to_quality.py; docs/results.md): small nets,
     # K_T = 2, an EMA map, and an R1 penalty on f (f rewarded a faint fog over real fives, the
     # cause of the haze; with r1=300: 0.95 target accuracy at 5.0 / 4.0 min on seeds 0 / 1,
     # lit_share 0.25 / 0.22, color purity 0.95 / 0.85 at 8 min, against 8.0 min / not reached,
@@ -112,7 +112,7 @@ class NeuralOT(SaddleSolver):
     # and ~38 at 32, and the map learns about as much per step: 0.95 reached at 3.0 / 3.0
     # minutes (batch 16: 3.0 / 8.0; 32: 7.6 / 9.1); at 8 minutes 0.99 / 0.97, purity 0.969 /
     # 0.967, worst color 0.96 / 0.96, fid 14.7 / 8.4 (floors 19.3 / 12.6), lit share 0.209 /
-    # 0.217, lowest accuracy over the last 30% 0.99 / 0.94 (README "Half the batch, twice");
+    # 0.217, lowest accuracy over the last 30% 0.99 / 0.94 (docs/results.md, "Half the batch, twice");
     # empty: the core preset's batch
     small_batch: dict[str, Any] = {"batch_size": 8, "steps": 1150, "ema": 0.99}
     potential_key = "f"
@@ -157,7 +157,7 @@ class NeuralOTWeak(NeuralOT):
         # quick keeps `not`'s R1 (3-5, 10 min, one thread, 2026-12-03): seeds 0 / 1 end at
         # 0.92 / 0.95 target accuracy, lit_share 0.243 / 0.236, color purity 0.81 / 0.99, lowest
         # accuracy over the last 30% 0.91 / 0.85; without it (r1=0) 0.92 / 0.97, 0.273 / 0.304,
-        # 0.76 / 0.74, 0.60 / 0.84 (README "Speed")
+        # 0.76 / 0.74, 0.60 / 0.84 (docs/results.md, "`not-weak`")
         "quick": {**_PRESETS["quick"], "batch_size": 8, "gamma_ramp_steps": 100},
         "full": {**_PRESETS["full"], "batch_size": 16, "gamma_ramp_steps": 1000},
     }
@@ -167,7 +167,7 @@ class NeuralOTWeak(NeuralOT):
     # 0.95 reached at 5.0 / 6.1 minutes against 8.1 / never, at 10 minutes 0.98 / 0.90 target
     # accuracy against 0.97 / 0.93, fid 11.2 / 26.2 against 17.1 / 32.0, lowest accuracy over the
     # last 30% 0.96 / 0.90 against 0.86 / 0.86; the fog the same (lit share 0.238 / 0.257 against
-    # 0.243 / 0.247, purity 0.81 / 0.83 against 0.80 / 0.81). README "Speed".
+    # 0.243 / 0.247, purity 0.81 / 0.83 against 0.80 / 0.81). docs/results.md, "`not-weak`".
     # Then not's hue plane and context FiLM with an EMA over 200 steps (0.995; 2026-12-05, the
     # same benchmark): 0.95 at 6.1 / 8.1 minutes, at 10 minutes 1.00 / 0.95, purity 0.962 /
     # 0.934, lit share 0.218 / 0.224, worst color 1.00 / 0.91, fid 9.4 / 16.2, lowest accuracy
@@ -175,7 +175,7 @@ class NeuralOTWeak(NeuralOT):
     # depends on z (per-voxel std over draws 0.0013), so 2 draws (the least the variance
     # estimate takes) over 850 steps: 0.95 at 4.0 / 6.0 minutes, at 10 minutes 0.99 / 0.98,
     # purity 0.967 / 0.948, lit share 0.213 / 0.220, worst color 0.96 / 0.96, fid 8.0 / 10.2,
-    # lowest 0.99 / 0.98 (README "Speed"). Then its nets in the channels-last layout (2026-12-06,
+    # lowest 0.99 / 0.98 (docs/results.md, "`not-weak`"). Then its nets in the channels-last layout (2026-12-06,
     # the same benchmark, side by side): ~98 steps a minute against ~85, at 10 minutes 0.99 /
     # 0.96, purity 0.972 / 0.957, lit share 0.212 / 0.216, worst color 0.96 / 0.91, fid 7.8 /
     # 9.0, lowest 0.99 / 0.96: every issue-14 target on both seeds; 980 steps are those 10

@@ -154,7 +154,7 @@ def aligned_ot_pairs(x0: Tensor, x1: Tensor, views: int) -> tuple[Tensor, Tensor
     For data whose distribution is invariant to such turns (rotation z) the partner then has
     the source's orientation, so the regression target no longer averages over orientations.
     The turned partners are resampled a second time (trilinear), so they are a little blurred:
-    turning the sources back instead kept the targets sharp but learned less (README).
+    turning the sources back instead kept the targets sharp but learned less (docs/results.md).
     Distances are taken on the grid pooled 2x and turned there (the best angle needs no fine
     detail; 2,048 draws a side, 12 views: ~2x a plain plan's time on one core). Returns the
     pairs' source indices and their turned partners [len(x0), C, D, H, W]."""
@@ -236,7 +236,7 @@ class OTCFM(Solver):
                     # rotated point clouds peak at 6-8 min and fall back; ending on the map
                     # select_every's training-data score prefers (15 min, 2026-12-05, seeds 0 /
                     # 1): 0.52 / 0.42 against 0.36 / 0.37 for the last map, fid 51.8 / 91.3
-                    # against 75.0 / 101.7 (README, "Leaderboard on this machine")
+                    # against 75.0 / 101.7 (docs/results.md, "Rotation z: `otcfm`")
                     digits["select_every"] = 200
             return digits
         if vector_dim(spec) is None or preset == "tiny":

@@ -105,8 +105,8 @@ class OTM(SaddleSolver):
     @classmethod
     def pair_presets(cls, spec: PairSpec, preset: str, data: DataConfig) -> dict[str, Any]:
         """Digit pairs, quick: `not`'s EMA map and R1 plus an explicit quadratic in psi (measured
-        on 3-5, 10 min, one thread; 0.74 target accuracy before: README "The other voxel
-        solvers"), and T's context FiLM and hue plane (3-5, 350 steps, 2026-12-04, seeds 0 / 1:
+        on 3-5, 10 min, one thread; 0.74 target accuracy before: docs/results.md,
+        "`otm`"), and T's context FiLM and hue plane (3-5, 350 steps, 2026-12-04, seeds 0 / 1:
         target accuracy 0.95 / 0.98 against 0.91 / 0.94, purity 0.907 / 0.974 against 0.827 /
         0.840, fid 21.8 / 9.3 against 24.3 / 14.2; the plane alone: seed 0 worse everywhere).
         On unrotated digits batch 4 over 2,100 steps (8 minutes at ~265 steps a minute) with an
@@ -114,7 +114,7 @@ class OTM(SaddleSolver):
         at 3.0 / 3.0 minutes (batch 16: 6.0 / 5.0; 32: 9.1 / 7.6); at 8 minutes 0.99 / 0.98,
         purity 0.955 / 0.976, worst color 0.96 / 0.96, fid 10.1 / 11.2, lit share 0.212 / 0.207
         (batch 16 at 10 minutes: 0.97 / 0.95, 0.930 / 0.967, 0.93 / 0.92, 9.1 / 11.0, 0.233 /
-        0.218; README "Speed"). Rotated digits keep batch 32 (`unrotated_small_batch`).
+        0.218; docs/results.md, "Half the batch, twice"). Rotated digits keep batch 32 (`unrotated_small_batch`).
         Other pairs keep the reference form: restoration was measured with it, and on noise-5
         no recipe tried generates fives (the quadratic included)."""
         if spec.kind == "digits" and preset == "quick":

@@ -13,7 +13,7 @@ trained), and re-projected onto their convex set after every optimizer step.
 
 On voxels both are DenseICNNs on the flattened grid (`voxel_net=dense`, 2026-12-05): with the
 3D-convolutional ICNN (`voxel_net=conv`, weights shared across the grid) W2GN mapped 1% of test
-threes to fives; with the dense one 0.95-0.96 in 10 minutes (README, "The other voxel solvers").
+threes to fives; with the dense one 0.95-0.96 in 10 minutes (docs/results.md, "`w2gn`").
 """
 
 from __future__ import annotations

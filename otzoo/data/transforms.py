@@ -282,7 +282,7 @@ def color_mixed(volumes: torch.Tensor) -> torch.Tensor:
     where it showed one. The cut is across a random axis where a random 25-75% of the sample's
     mass (above its darkest value) lies before it, so both colors are seen; which side is
     recolored is random. Used as negatives for a potential: a digit has one color, and a
-    potential trained only against a map's outputs does not learn that (measured, README
+    potential trained only against a map's outputs does not learn that (measured, docs/results.md,
     "Two-colored negatives"). Uses torch's global RNG."""
     if volumes.dim() != 5 or volumes.shape[1] < 2:
         raise ValueError(f"color_mixed: needs [N, C>=2, D, H, W]; got {tuple(volumes.shape)}")

@@ -16,8 +16,8 @@ of C: how far the voxel moves along gray (all channels alike) and along the inpu
 (its per-channel mean minus the mean over channels, to unit length); without `residual` that
 move is the output (a flow's velocity). A voxel the map adds to a one-colored input then takes
 that input's hue, none, or (moved the wrong way) its opposite, never a third: the potential's
-slope at such voxels has no component toward the input's hue (README, "Why the added strokes
-stay wrong").
+slope at such voxels has no component toward the input's hue (docs/results.md, "Why the added
+strokes stay wrong").
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def test_a_perfect_map_switches_source_strokes_off_and_draws_the_target():
 
 
 def test_a_halfway_map_reads_as_half_bright_on_both_groups():
-    """The lazy map the README measures: halfway from each input to its partner."""
+    """A hedging map (docs/results.md, "What the haze is made of"): halfway to its partner."""
     x, y = _strokes(8, seed=1), _strokes(8, seed=2)
     half = 0.5 * (x + y[pair_targets(x, y)])
     s = stroke_split(x, half, y)

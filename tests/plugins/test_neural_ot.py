@@ -181,7 +181,7 @@ def test_gradient_penalty_flattens_the_potential_where_it_is_taken(key):
 @pytest.mark.parametrize(("solver_id", "key"), [("not", "f_norm"), ("otm", "psi_norm")])
 def test_potential_norm_switch_reaches_the_voxel_potential(solver_id, key):
     """`f_norm` / `psi_norm` = none builds the voxel potential without GroupNorm (the recipe
-    whose maps keep their color purity, README "The haze, diagnosed"); group keeps it."""
+    whose maps keep their color purity, docs/results.md, "The haze, diagnosed"); group keeps it."""
     cls = get_solver(solver_id)
     info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
 
