@@ -45,10 +45,14 @@ class SaddleConfig(SolverConfig):
     # (the potential ranks each two-colored copy below its real target by the margin it puts
     # between real and mapped samples, a hinge of this weight: a digit has one color)
     neg_color: float = 0.0  # >0: voxels: two-colored real targets (color_mixed) as negatives
+    # (the same hinge with real sources: the potential ranks a real source below the real
+    # targets by at least the margin it gives the map's outputs, so "unaltered digit" is not
+    # what it rewards; equal source and target shapes)
+    neg_source: float = 0.0  # >0: real source samples as negatives (hinge as neg_color)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("r1", "r2", "neg_color"):
+        for key in ("r1", "r2", "neg_color", "neg_source"):
             check_value(key, getattr(self, key), lambda v: v >= 0, "a number >= 0 (0: off)")
 
 
@@ -162,6 +166,12 @@ class SaddleSolver(Solver):
                 f"neg_color={config.neg_color}: two-colored negatives need voxel targets with >= 2 "
                 "channels (colored digits); use --set neg_color=0 here"
             )
+        if config.neg_source > 0 and info.x_shape != info.y_shape:
+            raise ConfigError(
+                f"neg_source={config.neg_source}: real sources as negatives need sources shaped "
+                f"like the targets (here {info.x_shape} and {info.y_shape}); use --set "
+                "neg_source=0 here"
+            )
         T, potential = self.build_nets(config, info)
         self.T, self.potential = T.to(device), potential.to(device)
         self.modules = {"T": self.T, self.potential_key: self.potential}
@@ -216,10 +226,15 @@ class SaddleSolver(Solver):
                 penalty = self.gradient_penalty(points)
                 loss_p = loss_p + 0.5 * weight * penalty
                 potential_logs = {**potential_logs, key: penalty}
-        if self.config.neg_color > 0:
-            shortfall, gap = self.negatives_shortfall(tx, y)
-            loss_p = loss_p + self.config.neg_color * shortfall
-            potential_logs = {**potential_logs, "neg_gap": gap}
+        for key, log, negatives in (
+            ("neg_color", "neg_gap", color_mixed),
+            ("neg_source", "neg_source_gap", lambda _: x),
+        ):
+            weight = getattr(self.config, key)
+            if weight > 0:
+                shortfall, gap = self.negatives_shortfall(tx, y, negatives(y))
+                loss_p = loss_p + weight * shortfall
+                potential_logs = {**potential_logs, log: gap}
         opt = self.optimizers[self.potential_key]
         opt.zero_grad(set_to_none=True)
         loss_p.backward()
@@ -230,17 +245,20 @@ class SaddleSolver(Solver):
         values = torch.stack([v.detach().float().to(loss_p.device) for v in logs.values()])
         return dict(zip(logs, values.tolist(), strict=True))  # one host sync per outer step
 
-    def negatives_shortfall(self, tx: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """How far two-colored copies of the real targets (`color_mixed`) fall short of being
-        ranked below real by as much as the map's outputs are on average (a hinge, zero once
-        each copy is), and their mean gap. The margin follows the map: a linear term instead
-        (measured) let the gap grow without bound, 6.6 at step 350 against ~0.1 between real
-        and mapped, and the map stopped moving (target accuracy 0.01)."""
+    def negatives_shortfall(
+        self, tx: Tensor, y: Tensor, negatives: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """How far `negatives` (two-colored copies of the real targets, or real sources) fall
+        short of being ranked below the real targets by as much as the map's outputs are on
+        average (a hinge, zero once each one is), and their mean gap. The margin follows the
+        map: a linear term instead (measured with two-colored copies) let the gap grow without
+        bound, 6.6 at step 350 against ~0.1 between real and mapped, and the map stopped moving
+        (target accuracy 0.01)."""
         s, pot = self.real_sign, self.potential
         real = pot(y)  # one pass: its gradient for the gap, its detached value for the margin
         with torch.no_grad():
             margin = (s * (real - pot(tx))).mean().clamp(min=0)
-        gap = s * (real - pot(color_mixed(y))).flatten()
+        gap = s * (real - pot(negatives)).flatten()
         return (margin - gap).clamp(min=0).mean(), gap.mean()
 
     def gradient_penalty(self, points: Tensor) -> Tensor:

@@ -21,6 +21,11 @@ def test_presets_and_overrides_route_to_their_section():
     assert (small.train.batch_size, small.train.steps, small.solver_config.ema) == (8, 1150, 0.99)
     rotated = resolve(NOT, "3-5", "quick", {"rotation": "z"})
     assert (rotated.train.batch_size, rotated.solver_config.ema) == (32, 0.98)
+    # rotated digits: no R1, real sources as negatives, 520 steps (docs/results.md)
+    assert (rotated.solver_config.r1, rotated.solver_config.neg_source) == (0.0, 1.0)
+    assert rotated.train.steps == 520
+    weak = resolve(get_solver("not-weak"), "3-5", "quick", {"rotation": "z"}).solver_config
+    assert (weak.r1, weak.neg_source) == (300.0, 0.0)
     otm = resolve(get_solver("otm"), "3-5", "quick")
     assert (otm.train.batch_size, otm.train.steps, otm.solver_config.ema) == (4, 2100, 0.995)
     assert resolve(NOT, "noisy-clean", "quick").train.batch_size == 32

@@ -257,6 +257,64 @@ def test_two_colored_negatives_teach_the_potential_that_a_digit_has_one_color(so
         cls(cls.make_config({"neg_color": 1.0}), VEC2, torch.device("cpu"))
 
 
+class _Mean(torch.nn.Module):
+    """A potential whose value is the sample's mean: gaps are known in closed form."""
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return v.flatten(1).mean(dim=1)
+
+
+@pytest.mark.parametrize("solver_id", ["not", "otm"])
+def test_negatives_hinge_is_the_shortfall_below_the_maps_margin(solver_id):
+    """The hinge behind neg_color and neg_source, in the potential's own sign: real targets at
+    1 and the map's outputs at 0 give a margin of 1; negatives at 0.5 fall 0.5 short of it,
+    negatives ranked lower than the outputs fall short by nothing."""
+    cls = get_solver(solver_id)
+    solver = cls(cls.make_config(cls.presets["tiny"]), VEC2, torch.device("cpu"))
+    solver.potential = _Mean()
+    s = solver.real_sign
+    y, tx = torch.full((4, 2), s * 1.0), torch.zeros(4, 2)
+    for level, shortfall in ((0.5, 0.5), (-2.0, 0.0), (1.0, 1.0)):
+        got, gap = solver.negatives_shortfall(tx, y, torch.full((4, 2), s * level))
+        assert float(got) == pytest.approx(shortfall) and float(gap) == pytest.approx(1 - level)
+
+
+def test_source_negatives_teach_the_potential_that_a_source_is_not_a_target():
+    """neg_source reaches the potential step: it logs its gap, and with a large weight the
+    potential ranks real threes below real fives by at least most of the margin it gives the
+    map's outputs (40 steps on 8^3 digits; a hinge of the wrong sign would push the threes up).
+    On aligned 8^3 digits f learns that ranking without it too, so this checks the wiring, and
+    the hinge test above its arithmetic. A latent source (another shape) refuses the option."""
+    from otzoo.data import DataConfig, load_pair
+
+    data = load_pair("3-5", DataConfig(grid=8, max_per_digit=40), seed=0)
+    info = PairInfo(kind="voxel", x_shape=(3, 8, 8, 8), y_shape=(3, 8, 8, 8))
+    real, sources = data.y_test[:64], data.x_test[:64]
+
+    def gaps(weight: float) -> tuple[float, float, dict[str, float]]:
+        torch.manual_seed(0)
+        settings = {**NOT.presets["tiny"], "lr_t": 1e-3, "lr_f": 1e-3, "neg_source": weight}
+        solver = NOT(NOT.make_config({**settings, "t_iters": 1}), info, torch.device("cpu"))
+        logs = fit(solver, tensor_batches(data.x_train, data.y_train, 16), 40)
+        with torch.no_grad():
+            f = solver.potential
+            return (
+                float((f(real) - f(sources)).mean()),
+                float((f(real) - f(solver.T(sources))).mean()),
+                logs,
+            )
+
+    free, free_mapped, free_logs = gaps(0.0)
+    taught, taught_mapped, taught_logs = gaps(10.0)
+    assert "neg_source_gap" not in free_logs and "neg_source_gap" in taught_logs
+    assert free_mapped > 0 and taught_mapped > 0, (free_mapped, taught_mapped)
+    assert taught > 0.5 * taught_mapped, (taught, taught_mapped, free)
+    latent = PairInfo(kind="voxel", x_shape=(3, 4, 4, 4), y_shape=(3, 8, 8, 8))
+    otm = get_solver("otm")
+    with pytest.raises(ConfigError, match="neg_source"):
+        otm(otm.make_config({"neg_source": 1.0}), latent, torch.device("cpu"))
+
+
 @pytest.mark.parametrize("solver_id", ["not", "not-weak", "otm"])
 def test_hue_plane_reaches_the_map_and_otm_refuses_a_latent_source(solver_id):
     """`t_hue_plane` builds T with the two-number head on voxels; on vectors it does nothing
