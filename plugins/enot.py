@@ -154,7 +154,8 @@ class ENOT(Solver):
             # / 0.935, lit 0.233 / 0.237, where the ResNet potentials reached 0.87 / 0.90, 0.915
             # / 0.891 and 0.228 / 0.238 in 10. At a constant lr the dense map passes 0.95 by
             # minute 3-4 and then keeps moving into fog (batch 64, seed 0: transport cost 0.04
-            # -> 0.21 by minute 6, purity 0.90, lit 0.25; docs/results.md, "`otcfm` and `enot` on 3-5").
+            # -> 0.21 by minute 6, purity 0.90, lit 0.25; docs/results.md, "`otcfm` and
+            # `enot` on 3-5").
             # g's 2^3 patch embedding (2026-12-05, same runs, ~900 steps a minute, 4,000 steps
             # in 3.6-4.2 min): 0.97 / 0.96, worst color 0.93 / 0.91 against 0.81 / 0.90, fid
             # 10.0 / 17.4 against 14.5 / 32.2, purity 0.929 / 0.935, lit 0.240 / 0.239; seed 2

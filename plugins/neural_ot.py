@@ -112,7 +112,8 @@ class NeuralOT(SaddleSolver):
     # and ~38 at 32, and the map learns about as much per step: 0.95 reached at 3.0 / 3.0
     # minutes (batch 16: 3.0 / 8.0; 32: 7.6 / 9.1); at 8 minutes 0.99 / 0.97, purity 0.969 /
     # 0.967, worst color 0.96 / 0.96, fid 14.7 / 8.4 (floors 19.3 / 12.6), lit share 0.209 /
-    # 0.217, lowest accuracy over the last 30% 0.99 / 0.94 (docs/results.md, "Half the batch, twice");
+    # 0.217, lowest accuracy over the last 30% 0.99 / 0.94 (docs/results.md, "Half the batch,
+    # twice");
     # empty: the core preset's batch
     small_batch: dict[str, Any] = {"batch_size": 8, "steps": 1150, "ema": 0.99}
     # rotated digit pairs, quick: no R1 (it flattened f before f told rotated fives from threes)
@@ -169,26 +170,24 @@ class NeuralOTWeak(NeuralOT):
         "quick": {**_PRESETS["quick"], "batch_size": 8, "gamma_ramp_steps": 100},
         "full": {**_PRESETS["full"], "batch_size": 16, "gamma_ramp_steps": 1000},
     }
-    # Digit pairs, quick, measured in three steps. First 4 noise draws per x, not 8, over 540
-    # steps (10 training minutes; 3-5, one thread, AMD, 2026-12-05, seeds 0 / 1 side by side):
-    # ~55 steps a minute against ~30,
-    # 0.95 reached at 5.0 / 6.1 minutes against 8.1 / never, at 10 minutes 0.98 / 0.90 target
-    # accuracy against 0.97 / 0.93, fid 11.2 / 26.2 against 17.1 / 32.0, lowest accuracy over the
-    # last 30% 0.96 / 0.90 against 0.86 / 0.86; the fog the same (lit share 0.238 / 0.257 against
-    # 0.243 / 0.247, purity 0.81 / 0.83 against 0.80 / 0.81). docs/results.md, "`not-weak`".
-    # Then not's hue plane and context FiLM with an EMA over 200 steps (0.995; 2026-12-05, the
-    # same benchmark): 0.95 at 6.1 / 8.1 minutes, at 10 minutes 1.00 / 0.95, purity 0.962 /
-    # 0.934, lit share 0.218 / 0.224, worst color 1.00 / 0.91, fid 9.4 / 16.2, lowest accuracy
-    # over the last 30% 0.99 / 0.94; with EMA 0.98 seed 1 fell back to 0.83. Its map hardly
-    # depends on z (per-voxel std over draws 0.0013), so 2 draws (the least the variance
-    # estimate takes) over 850 steps: 0.95 at 4.0 / 6.0 minutes, at 10 minutes 0.99 / 0.98,
-    # purity 0.967 / 0.948, lit share 0.213 / 0.220, worst color 0.96 / 0.96, fid 8.0 / 10.2,
-    # lowest 0.99 / 0.98 (docs/results.md, "`not-weak`"). Then its nets in the channels-last layout (2026-12-06,
-    # the same benchmark, side by side): ~98 steps a minute against ~85, at 10 minutes 0.99 /
-    # 0.96, purity 0.972 / 0.957, lit share 0.212 / 0.216, worst color 0.96 / 0.91, fid 7.8 /
-    # 9.0, lowest 0.99 / 0.96: every issue-14 target on both seeds; 980 steps are those 10
-    # minutes (974 / 991). The other presets keep the usual layout until their fixed-seed
-    # numbers are measured with it.
+    # Digit pairs, quick, measured in three steps. First 4 noise draws per x, not 8, over 540 steps
+    # (10 training minutes; 3-5, one thread, AMD, 2026-12-05, seeds 0 / 1 side by side): ~55 steps a
+    # minute against ~30, 0.95 reached at 5.0 / 6.1 minutes against 8.1 / never, at 10 minutes 0.98
+    # / 0.90 target accuracy against 0.97 / 0.93, fid 11.2 / 26.2 against 17.1 / 32.0, lowest
+    # accuracy over the last 30% 0.96 / 0.90 against 0.86 / 0.86; the fog the same (lit share 0.238
+    # / 0.257 against 0.243 / 0.247, purity 0.81 / 0.83 against 0.80 / 0.81). docs/results.md,
+    # "`not-weak`". Then not's hue plane and context FiLM with an EMA over 200 steps (0.995;
+    # 2026-12-05, the same benchmark): 0.95 at 6.1 / 8.1 minutes, at 10 minutes 1.00 / 0.95, purity
+    # 0.962 / 0.934, lit share 0.218 / 0.224, worst color 1.00 / 0.91, fid 9.4 / 16.2, lowest
+    # accuracy over the last 30% 0.99 / 0.94; with EMA 0.98 seed 1 fell back to 0.83. Its map hardly
+    # depends on z (per-voxel std over draws 0.0013), so 2 draws (the least the variance estimate
+    # takes) over 850 steps: 0.95 at 4.0 / 6.0 minutes, at 10 minutes 0.99 / 0.98, purity 0.967 /
+    # 0.948, lit share 0.213 / 0.220, worst color 0.96 / 0.96, fid 8.0 / 10.2, lowest 0.99 / 0.98
+    # (docs/results.md, "`not-weak`"). Then its nets in the channels-last layout (2026-12-06, the
+    # same benchmark, side by side): ~98 steps a minute against ~85, at 10 minutes 0.99 / 0.96,
+    # purity 0.972 / 0.957, lit share 0.212 / 0.216, worst color 0.96 / 0.91, fid 7.8 / 9.0, lowest
+    # 0.99 / 0.96: every issue-14 target on both seeds; 980 steps are those 10 minutes (974 / 991).
+    # The other presets keep the usual layout until their fixed-seed numbers are measured with it.
     digit_quick: dict[str, Any] = {
         "z_size": 2,
         "steps": 980,

@@ -114,7 +114,8 @@ class OTM(SaddleSolver):
         at 3.0 / 3.0 minutes (batch 16: 6.0 / 5.0; 32: 9.1 / 7.6); at 8 minutes 0.99 / 0.98,
         purity 0.955 / 0.976, worst color 0.96 / 0.96, fid 10.1 / 11.2, lit share 0.212 / 0.207
         (batch 16 at 10 minutes: 0.97 / 0.95, 0.930 / 0.967, 0.93 / 0.92, 9.1 / 11.0, 0.233 /
-        0.218; docs/results.md, "Half the batch, twice"). Rotated digits keep batch 32 (`unrotated_small_batch`).
+        0.218; docs/results.md, "Half the batch, twice"). Rotated digits keep batch 32
+        (`unrotated_small_batch`).
         Other pairs keep the reference form: restoration was measured with it, and on noise-5
         no recipe tried generates fives (the quadratic included)."""
         if spec.kind == "digits" and preset == "quick":
