@@ -227,12 +227,12 @@ class SaddleSolver(Solver):
                 loss_p = loss_p + 0.5 * weight * penalty
                 potential_logs = {**potential_logs, key: penalty}
         for key, log, negatives in (
-            ("neg_color", "neg_gap", color_mixed),
-            ("neg_source", "neg_source_gap", lambda _: x),
+            ("neg_color", "neg_gap", lambda: color_mixed(y)),  # drawn only when on (global RNG)
+            ("neg_source", "neg_source_gap", lambda: x),
         ):
             weight = getattr(self.config, key)
             if weight > 0:
-                shortfall, gap = self.negatives_shortfall(tx, y, negatives(y))
+                shortfall, gap = self.negatives_shortfall(tx, y, negatives())
                 loss_p = loss_p + weight * shortfall
                 potential_logs = {**potential_logs, log: gap}
         opt = self.optimizers[self.potential_key]
