@@ -24,6 +24,7 @@ from otzoo_plugins.saddle import (
     SaddleSolver,
     map_net,
     potential_net,
+    rotated_only,
     saddle_vector_presets,
     unrotated_small_batch,
 )
@@ -130,8 +131,11 @@ class NeuralOT(SaddleSolver):
         """Digit pairs, quick: `digit_quick`, on unrotated digits `small_batch`, on rotated ones
         `rotated`; vectors: the saddle's vector settings."""
         if spec.kind == "digits" and preset == "quick":
-            rotated = cls.rotated if data.rotation != "none" else {}
-            return {**cls.digit_quick, **unrotated_small_batch(data, cls.small_batch), **rotated}
+            return {
+                **cls.digit_quick,
+                **unrotated_small_batch(data, cls.small_batch),
+                **rotated_only(data, cls.rotated),
+            }
         return saddle_vector_presets(spec, preset, ("lr_t", "lr_f"))
 
     @property

@@ -130,6 +130,12 @@ def unrotated_small_batch(data: DataConfig, settings: dict[str, Any]) -> dict[st
     return dict(settings) if data.rotation == "none" else {}
 
 
+def rotated_only(data: DataConfig, settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` on rotated digits only: the rotated quick presets of `not` and `otm` (no R1,
+    real sources as negatives; docs/results.md, "Rotation z: `not`")."""
+    return dict(settings) if data.rotation != "none" else {}
+
+
 def saddle_vector_presets(spec: PairSpec, preset: str, lr_keys: tuple[str, ...]) -> dict[str, Any]:
     """Vector settings of the NOT/OTM saddle, tuned on the W2 benchmark (benchmarks/w2_bench.md)
     for ~2-3 CPU minutes per dimension: 3-layer MLPs, batch 256. Below dim 16, K_T = 3, lr 1e-3

@@ -28,6 +28,12 @@ def test_presets_and_overrides_route_to_their_section():
     assert (weak.r1, weak.neg_source) == (300.0, 0.0)
     otm = resolve(get_solver("otm"), "3-5", "quick")
     assert (otm.train.batch_size, otm.train.steps, otm.solver_config.ema) == (4, 2100, 0.995)
+    otm_z = resolve(get_solver("otm"), "3-5", "quick", {"rotation": "z"})
+    assert (otm_z.train.batch_size, otm_z.train.steps) == (32, 500)
+    assert (
+        resolve(get_solver("otm"), "3-5", "quick", {"rotation": "z", "r1": 30.0}).solver_config.r1
+        == 30.0
+    )
     assert resolve(NOT, "noisy-clean", "quick").train.batch_size == 32
     weak = resolve(get_solver("not-weak"), "3-5", "quick")
     assert (weak.train.batch_size, weak.train.steps, weak.solver_config.z_size) == (8, 980, 2)
