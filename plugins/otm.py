@@ -117,11 +117,11 @@ class OTM(SaddleSolver):
         (batch 16 at 10 minutes: 0.97 / 0.95, 0.930 / 0.967, 0.93 / 0.92, 9.1 / 11.0, 0.233 /
         0.218; docs/results.md, "Half the batch, twice"). Rotated digits keep batch 32
         (`unrotated_small_batch`), and there take `not`'s rotated settings, no R1 and real
-        sources as negatives (`rotated_only`), over 500 steps (~15 minutes at ~34 steps a
-        minute): rotation z, one thread, 2026-12-06, seeds 0 / 1 (each pair side by side), 0.54 /
-        0.68 target accuracy at 13 minutes against 0.12 / 0.29, worst color 0.24 / 0.50, fid 29.4
-        / 21.9 against 62.9 / 44.9, purity 0.986 / 0.987, lit share 0.236 / 0.230
-        (docs/results.md, "Rotation z: `not`").
+        sources as negatives, and a potential twice as wide (`rotated_only`), over 440 steps (~15
+        minutes at ~29 steps a minute): rotation z, one thread, 2026-12-06, seeds 0 / 1, 13
+        minutes: 0.77 / 0.86 target accuracy (0.54 / 0.68 with psi_base 8, 0.12 / 0.29 with R1),
+        worst color 0.64 / 0.65, fid 10.8 / 7.7, purity 0.983 / 0.981, lit share 0.231 / 0.233
+        (docs/results.md, "Rotation z: `otm`").
         Other pairs keep the reference form: restoration was measured with it, and on noise-5
         no recipe tried generates fives (the quadratic included)."""
         if spec.kind == "digits" and preset == "quick":
@@ -132,7 +132,7 @@ class OTM(SaddleSolver):
                 "t_context": True,
                 "t_hue_plane": True,
                 **unrotated_small_batch(data, {"batch_size": 4, "steps": 2100, "ema": 0.995}),
-                **rotated_only(data, {"r1": 0.0, "neg_source": 1.0, "steps": 500}),
+                **rotated_only(data, {"r1": 0.0, "neg_source": 1.0, "psi_base": 16, "steps": 440}),
             }
         return saddle_vector_presets(spec, preset, ("lr_t", "lr_psi"))
 

@@ -132,7 +132,7 @@ def unrotated_small_batch(data: DataConfig, settings: dict[str, Any]) -> dict[st
 
 def rotated_only(data: DataConfig, settings: dict[str, Any]) -> dict[str, Any]:
     """`settings` on rotated digits only: the rotated quick presets of `not` and `otm` (no R1,
-    real sources as negatives; docs/results.md, "Rotation z: `not`")."""
+    real sources as negatives; docs/results.md, "Rotation z: `not`" and "Rotation z: `otm`")."""
     return dict(settings) if data.rotation != "none" else {}
 
 

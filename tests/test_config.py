@@ -29,7 +29,7 @@ def test_presets_and_overrides_route_to_their_section():
     otm = resolve(get_solver("otm"), "3-5", "quick")
     assert (otm.train.batch_size, otm.train.steps, otm.solver_config.ema) == (4, 2100, 0.995)
     otm_z = resolve(get_solver("otm"), "3-5", "quick", {"rotation": "z"})
-    assert (otm_z.train.batch_size, otm_z.train.steps) == (32, 500)
+    assert (otm_z.train.batch_size, otm_z.train.steps) == (32, 440)
     assert (
         resolve(get_solver("otm"), "3-5", "quick", {"rotation": "z", "r1": 30.0}).solver_config.r1
         == 30.0

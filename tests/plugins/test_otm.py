@@ -190,12 +190,14 @@ def test_psi_quadratic_makes_the_map_loss_the_quadratic_cost():
     assert (quick.psi_quadratic, quick.ema, quick.r1) == (True, 0.995, 300.0)  # unrotated: 0.995
     rotated = resolve(get_solver("otm"), "3-5", "quick", {"rotation": "z"}).solver_config
     # rotated digits: batch 32's EMA, not's rotated settings (no R1, real sources as negatives)
+    # and a wider potential
     assert (rotated.psi_quadratic, rotated.ema, rotated.r1, rotated.neg_source) == (
         True,
         0.98,
         0.0,
         1.0,
     )
+    assert (rotated.psi_base, quick.psi_base) == (16, 8)
     assert quick.t_context and quick.t_hue_plane
     for pair in ("noise-5", "noisy-clean", "gray-color", "w2:4"):  # the reference form stays
         other = resolve(get_solver("otm"), pair, "quick").solver_config
