@@ -22,11 +22,10 @@ from otzoo.solver import PairInfo
 from otzoo_plugins.saddle import (
     SaddleConfig,
     SaddleSolver,
+    by_rotation,
     map_net,
     potential_net,
-    rotated_only,
     saddle_vector_presets,
-    unrotated_small_batch,
 )
 
 
@@ -131,11 +130,7 @@ class NeuralOT(SaddleSolver):
         """Digit pairs, quick: `digit_quick`, on unrotated digits `small_batch`, on rotated ones
         `rotated`; vectors: the saddle's vector settings."""
         if spec.kind == "digits" and preset == "quick":
-            return {
-                **cls.digit_quick,
-                **unrotated_small_batch(data, cls.small_batch),
-                **rotated_only(data, cls.rotated),
-            }
+            return {**cls.digit_quick, **by_rotation(data, cls.small_batch, cls.rotated)}
         return saddle_vector_presets(spec, preset, ("lr_t", "lr_f"))
 
     @property

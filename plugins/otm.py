@@ -40,11 +40,10 @@ from otzoo.solver import PairInfo
 from otzoo_plugins.saddle import (
     SaddleConfig,
     SaddleSolver,
+    by_rotation,
     map_net,
     potential_net,
-    rotated_only,
     saddle_vector_presets,
-    unrotated_small_batch,
 )
 
 
@@ -116,9 +115,9 @@ class OTM(SaddleSolver):
         purity 0.955 / 0.976, worst color 0.96 / 0.96, fid 10.1 / 11.2, lit share 0.212 / 0.207
         (batch 16 at 10 minutes: 0.97 / 0.95, 0.930 / 0.967, 0.93 / 0.92, 9.1 / 11.0, 0.233 /
         0.218; docs/results.md, "Half the batch, twice"). Rotated digits keep batch 32
-        (`unrotated_small_batch`), and there take `not`'s rotated settings, no R1 and real
-        sources as negatives, and a potential twice as wide (`rotated_only`), over 440 steps (~15
-        minutes at ~29 steps a minute): rotation z, one thread, 2026-12-06, seeds 0 / 1, 13
+        (`by_rotation`), and there take `not`'s rotated settings, no R1 and real sources as
+        negatives, and a potential twice as wide, over 440 steps (~15 minutes at ~29 steps a
+        minute): rotation z, one thread, 2026-12-06, seeds 0 / 1, 13
         minutes: 0.77 / 0.86 target accuracy (0.54 / 0.68 with psi_base 8, 0.12 / 0.29 with R1),
         worst color 0.64 / 0.65, fid 10.8 / 7.7, purity 0.983 / 0.981, lit share 0.231 / 0.233
         (docs/results.md, "Rotation z: `otm`").
@@ -131,8 +130,11 @@ class OTM(SaddleSolver):
                 "r1": 300.0,
                 "t_context": True,
                 "t_hue_plane": True,
-                **unrotated_small_batch(data, {"batch_size": 4, "steps": 2100, "ema": 0.995}),
-                **rotated_only(data, {"r1": 0.0, "neg_source": 1.0, "psi_base": 16, "steps": 440}),
+                **by_rotation(
+                    data,
+                    unrotated={"batch_size": 4, "steps": 2100, "ema": 0.995},
+                    rotated={"r1": 0.0, "neg_source": 1.0, "psi_base": 16, "steps": 440},
+                ),
             }
         return saddle_vector_presets(spec, preset, ("lr_t", "lr_psi"))
 

@@ -117,23 +117,20 @@ def potential_net(
     return MLP(info.y_dim, 1, hidden=hidden, activation=activation)
 
 
-def unrotated_small_batch(data: DataConfig, settings: dict[str, Any]) -> dict[str, Any]:
-    """`settings` (a small batch and the steps that fill the training minutes) on unrotated
-    digits only, the quick presets of `not` and `otm`: a step of batch 16 costs half as much as
-    one of 32 and teaches the map about as much (3-5, one thread, 2026-12-05, seeds 0 / 1: 0.95
-    reached at 3.0 / 8.0 minutes by `not` against 7.6 / 9.1, at 6.0 / 5.0 by `otm` against 9.1 /
-    7.6), and halving it again pays too (`not` batch 8, `otm` 4, each with a longer EMA: 0.95
-    at 3.0 / 3.0 minutes for both). Rotated digits keep batch 32: there `not`'s
-    potential learns far less per step at 16 (rotation z, `r1=0`, 15 minutes: 0.34 target
-    accuracy after 1,081 steps, against 0.78 in the same minutes at 32, with about half the
-    steps)."""
-    return dict(settings) if data.rotation == "none" else {}
-
-
-def rotated_only(data: DataConfig, settings: dict[str, Any]) -> dict[str, Any]:
-    """`settings` on rotated digits only: the rotated quick presets of `not` and `otm` (no R1,
-    real sources as negatives; docs/results.md, "Rotation z: `not`" and "Rotation z: `otm`")."""
-    return dict(settings) if data.rotation != "none" else {}
+def by_rotation(
+    data: DataConfig, unrotated: dict[str, Any], rotated: dict[str, Any]
+) -> dict[str, Any]:
+    """The quick presets' digit settings of `not` and `otm` that differ with the data's rotation.
+    Unrotated: a small batch and the steps that fill the training minutes; a step of batch 16
+    costs half as much as one of 32 and teaches the map about as much (3-5, one thread,
+    2026-12-05, seeds 0 / 1: 0.95 reached at 3.0 / 8.0 minutes by `not` against 7.6 / 9.1, at
+    6.0 / 5.0 by `otm` against 9.1 / 7.6), and halving it again pays too (`not` batch 8, `otm`
+    4, each with a longer EMA: 0.95 at 3.0 / 3.0 minutes for both). Rotated: batch 32, since
+    there `not`'s potential learns far less per step at 16 (rotation z, `r1=0`, 15 minutes:
+    0.34 target accuracy after 1,081 steps, against 0.78 in the same minutes at 32, with about
+    half the steps), no R1 and real sources as negatives (docs/results.md, "Rotation z: `not`"
+    and "Rotation z: `otm`")."""
+    return dict(unrotated if data.rotation == "none" else rotated)
 
 
 def saddle_vector_presets(spec: PairSpec, preset: str, lr_keys: tuple[str, ...]) -> dict[str, Any]:
