@@ -152,8 +152,10 @@ class NeuralOT(SaddleSolver):
         cost = F.mse_loss(tx, x)  # ||x - T(x)||^2 / D, averaged over the batch
         return self.config.cost_weight * cost - self.f(tx).mean(), {"cost": cost}
 
-    def potential_loss(self, x: Tensor, tx: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.f(tx).mean() - self.f(y).mean(), {}
+    def potential_loss(
+        self, x: Tensor, tx: Tensor, pot_tx: Tensor, pot_y: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return pot_tx.mean() - pot_y.mean(), {}
 
 
 class NeuralOTWeak(NeuralOT):

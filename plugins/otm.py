@@ -202,9 +202,10 @@ class OTM(SaddleSolver):
         tx = self.T(x)
         return self.potential(tx).mean() - self._inner(x, tx), {}  # -L up to the psi(y) term
 
-    def potential_loss(self, x: Tensor, tx: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        psi = self.potential
-        loss = self._inner(x, tx) - psi(tx).mean() + psi(y).mean()
+    def potential_loss(
+        self, x: Tensor, tx: Tensor, pot_tx: Tensor, pot_y: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        loss = self._inner(x, tx) - pot_tx.mean() + pot_y.mean()
         if self.config.lam_go <= 0:
             return loss, {}
         go = self._go_penalty(x, tx)

@@ -275,7 +275,8 @@ def test_negatives_hinge_is_the_shortfall_below_the_maps_margin(solver_id):
     s = solver.real_sign
     y, tx = torch.full((4, 2), s * 1.0), torch.zeros(4, 2)
     for level, shortfall in ((0.5, 0.5), (-2.0, 0.0), (1.0, 1.0)):
-        got, gap = solver.negatives_shortfall(tx, y, torch.full((4, 2), s * level))
+        negatives = torch.full((4, 2), s * level)
+        got, gap = solver.negatives_shortfall(solver.potential(tx), solver.potential(y), negatives)
         assert float(got) == pytest.approx(shortfall) and float(gap) == pytest.approx(1 - level)
 
 
