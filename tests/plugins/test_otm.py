@@ -190,7 +190,7 @@ def test_psi_quadratic_makes_the_map_loss_the_quadratic_cost():
     assert (quick.psi_quadratic, quick.ema, quick.r1) == (True, 0.995, 300.0)  # unrotated: 0.995
     rotated = resolve(get_solver("otm"), "3-5", "quick", {"rotation": "z"}).solver_config
     # rotated digits: batch 32's EMA, not's rotated settings (no R1, real sources as negatives)
-    # and a wider potential
+    # and a wider potential at twice the learning rate
     assert (rotated.psi_quadratic, rotated.ema, rotated.r1, rotated.neg_source) == (
         True,
         0.98,
@@ -198,6 +198,10 @@ def test_psi_quadratic_makes_the_map_loss_the_quadratic_cost():
         1.0,
     )
     assert (rotated.psi_base, quick.psi_base) == (16, 8)
+    # a faster potential on z-rotated extruded digits only (it outruns the map on point clouds)
+    clouds = {"rotation": "z", "style": "pointcloud"}
+    rotated_clouds = resolve(get_solver("otm"), "3-5", "quick", clouds).solver_config
+    assert (rotated.lr_psi, rotated_clouds.lr_psi, quick.lr_psi) == (6e-4, 3e-4, 3e-4)
     assert quick.t_context and quick.t_hue_plane
     for pair in ("noise-5", "noisy-clean", "gray-color", "w2:4"):  # the reference form stays
         other = resolve(get_solver("otm"), pair, "quick").solver_config
