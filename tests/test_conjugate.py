@@ -133,8 +133,11 @@ def test_fit_identity_makes_an_icnn_gradient_the_identity_and_keeps_it_convex():
     assert all(bool((layer.weight >= 0).all()) for layer in [*f.convex_layers, f.final_layer])
 
 
+# torch's L-BFGS searches the batch sum in float32 and stops when rounding hides its progress:
+# within 1e-3 on an AMD EPYC, at 1.08e-3 (largest norm, 13 iterations) on an Intel Xeon with
+# AVX512, so its tolerance here is 3e-3
 @pytest.mark.parametrize(
-    ("method", "gtol"), [("lbfgs", 1e-4), ("adam", 1e-4), ("lbfgs_torch", 1e-3)]
+    ("method", "gtol"), [("lbfgs", 1e-4), ("adam", 1e-4), ("lbfgs_torch", 3e-3)]
 )
 def test_projected_search_finds_the_minimum_over_each_samples_affine_set(method, gtol):
     """`project`: the argmin over x_init + span(Q_i) (a plane per sample), which differs from
