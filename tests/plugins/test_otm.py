@@ -204,7 +204,7 @@ def test_psi_quadratic_makes_the_map_loss_the_quadratic_cost():
     rotated_clouds = clouds.solver_config
     assert (rotated.lr_psi, rotated_clouds.lr_psi, quick.lr_psi) == (6e-4, 3e-4, 3e-4)
     assert (rotated.lr_t, rotated_clouds.lr_t) == (3e-4, 6e-4)
-    assert (clouds.train.batch_size, clouds.train.steps) == (16, 1050)
+    assert (clouds.train.batch_size, clouds.train.steps) == (16, 950)
     turned = resolve(get_solver("otm"), "3-5", "quick", {"rotation": "3d", "style": "pointcloud"})
     assert (turned.train.batch_size, turned.train.steps, turned.solver_config.lr_t) == (
         32,
