@@ -199,7 +199,7 @@ def test_psi_quadratic_makes_the_map_loss_the_quadratic_cost():
     )
     assert (rotated.psi_base, quick.psi_base) == (16, 8)
     # a faster potential on z-rotated extruded digits only (it outruns the map on point clouds,
-    # where the map learns faster instead: half the batch, twice the rate, ~2.4x the steps)
+    # where the map learns faster instead: half the batch, twice the rate, ~2.2x the steps)
     clouds = resolve(get_solver("otm"), "3-5", "quick", {"rotation": "z", "style": "pointcloud"})
     rotated_clouds = clouds.solver_config
     assert (rotated.lr_psi, rotated_clouds.lr_psi, quick.lr_psi) == (6e-4, 3e-4, 3e-4)
