@@ -24,7 +24,6 @@ from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, PatchEmbed, ResNet3D, UNet3D
 from otzoo.nets.common import ema_copy, ema_update
-from otzoo.nets.icnn import potential_gradient
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 
@@ -155,6 +154,13 @@ def saddle_vector_presets(spec: PairSpec, preset: str, lr_keys: tuple[str, ...])
     }
 
 
+def squared_slope(values: Tensor, points: Tensor) -> Tensor:
+    """Mean over the batch of ||d values / d points||^2, keeping the graph (a penalty to train
+    with); `values` are a potential's per-sample values at `points`, which require grad."""
+    (grad,) = torch.autograd.grad(values.sum(), points, create_graph=True)
+    return grad.pow(2).flatten(1).sum(dim=1).mean()
+
+
 class SaddleSolver(Solver):
     """A map T and a potential playing a saddle; subclasses give the losses and networks."""
 
@@ -226,12 +232,16 @@ class SaddleSolver(Solver):
         x, y = batches.x(), batches.y()
         with torch.no_grad():
             tx = self.map_for_potential(x)
-        pot_tx, pot_y = self.potential(tx), self.potential(y)
+        # R1 / R2 differentiate these same values by their points: the points they penalise
+        # track gradients, so the one pass per batch serves the penalties too
+        y_points = y.detach().requires_grad_(self.config.r1 > 0)
+        tx.requires_grad_(self.config.r2 > 0)
+        pot_tx, pot_y = self.potential(tx), self.potential(y_points)
         loss_p, potential_logs = self.potential_loss(x, tx, pot_tx, pot_y)
-        for key, points in (("r1", y), ("r2", tx)):
+        for key, points, values in (("r1", y_points, pot_y), ("r2", tx, pot_tx)):
             weight = getattr(self.config, key)
             if weight > 0:
-                penalty = self.gradient_penalty(points)
+                penalty = squared_slope(values, points)
                 loss_p = loss_p + 0.5 * weight * penalty
                 potential_logs = {**potential_logs, key: penalty}
         for key, log, negatives in (
@@ -273,9 +283,11 @@ class SaddleSolver(Solver):
         """Mean of ||grad potential||^2 over `points`. At real targets (R1, Mescheder et al.
         2018) it keeps the potential flat around the data, so it cannot reward what the data
         never shows (e.g. a faint fog over the background) and the saddle swings less; at the
-        map's outputs (R2) it flattens the slope T climbs off the data."""
-        grad = potential_gradient(self.potential, points.detach(), create_graph=True)
-        return grad.pow(2).flatten(1).sum(dim=1).mean()
+        map's outputs (R2) it flattens the slope T climbs off the data. The step takes it from
+        the values it already has (`squared_slope`)."""
+        with torch.enable_grad():
+            points = points.detach().requires_grad_(True)
+            return squared_slope(self.potential(points), points)
 
     def transport(self, x: Tensor, z: Tensor | None = None) -> Tensor:
         return self.T_eval(x)

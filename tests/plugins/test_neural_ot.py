@@ -280,21 +280,22 @@ def test_negatives_hinge_is_the_shortfall_below_the_maps_margin(solver_id):
         assert float(got) == pytest.approx(shortfall) and float(gap) == pytest.approx(1 - level)
 
 
+@pytest.mark.parametrize("r1", [0.0, 300.0])
 @pytest.mark.parametrize("solver_id", ["not", "otm"])
-def test_a_potential_step_evaluates_the_potential_once_per_batch(solver_id):
+def test_a_potential_step_evaluates_the_potential_once_per_batch(solver_id, r1):
     """With both kinds of negatives on, one outer step (one map step) runs the potential on
     T(x) for the map's loss, then once each on T(x), the targets and the two negative batches:
-    the potential loss and the negatives' hinge share the values at T(x) and the targets."""
+    the potential loss, the negatives' hinge and R1 share the values at T(x) and the targets."""
     cls = get_solver(solver_id)
     data = {"kind": "voxel", "x_shape": (3, 4, 4, 4), "y_shape": (3, 4, 4, 4)}
-    settings = {**cls.presets["tiny"], "t_iters": 1, "neg_source": 1.0, "neg_color": 1.0}
+    settings = {**cls.presets["tiny"], "t_iters": 1, "neg_source": 1.0, "neg_color": 1.0, "r1": r1}
     solver = cls(cls.make_config(settings), PairInfo(**data), torch.device("cpu"))
     calls = []
     solver.potential.register_forward_hook(lambda module, args, out: calls.append(len(out)))
     x = torch.rand(6, 3, 4, 4, 4) * 2 - 1
     fit(solver, tensor_batches(x, x.flip(0), 6), 1)
     assert calls == [6] * 5
-    assert solver.config.r1 == 0  # R1 would add its own pass on the targets
+    assert solver.config.r1 == r1  # R1 differentiates the targets' values, with no pass of its own
 
 
 def test_source_negatives_teach_the_potential_that_a_source_is_not_a_target():
