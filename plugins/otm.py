@@ -75,17 +75,22 @@ _PRESETS = {
 }
 
 
-# The z-rotated cells' own settings on top of the rotated preset (3-5, one thread, Intel Xeon,
-# 2026-12-06, seeds 0 / 1; docs/results.md, "Rotation z: `otm`"). Extruded digits: the potential
-# at 6e-4 (AMD, 13 min: 0.83 / 0.86 against 0.77 / 0.86; a faster map tied it here: batch 16
-# and lr_t 6e-4 0.89 / 0.83, lr_t 6e-4 alone 0.86 / 0.86, against 0.82 / 0.90). Point clouds,
-# where 6e-4 lets the potential outrun the map (0.81 at step 250, 0.55 at 440): batch 16 with
-# the map at 6e-4, 1,100 steps, 0.89 / 0.86 against 0.81 / 0.80, fid 3.4 / 5.1 against 7.0 /
-# 7.6; 950 steps fit 15 training minutes. 3D rotations keep the rotated preset (none of these
-# measured there).
-_ROTATION_Z: dict[tuple[str, str], dict[str, Any]] = {
+# The rotated cells' own settings on top of the rotated preset (3-5, one thread, Intel Xeon,
+# 2026-12-06, seeds 0 / 1; docs/results.md, "Rotation z: `otm`" and "3D rotations"). z-rotated
+# extruded digits: the potential at 6e-4 (AMD, 13 min: 0.83 / 0.86 against 0.77 / 0.86; a faster
+# map tied it here: batch 16 and lr_t 6e-4 0.89 / 0.83, lr_t 6e-4 alone 0.86 / 0.86, against
+# 0.82 / 0.90). z-rotated point clouds, where 6e-4 lets the potential outrun the map (0.81 at
+# step 250, 0.55 at 440): batch 16 with the map at 6e-4, 1,100 steps, 0.89 / 0.86 against 0.81 /
+# 0.80, fid 3.4 / 5.1 against 7.0 / 7.6; 950 steps fit 15 training minutes. 3D rotations, where
+# the potential stays flat (its slope at T(x) is the quadratic's alone): both at 6e-4 and batch
+# 16, 950 steps (12-13 min), extruded 0.39 / 0.53 against 0.29 (AMD) / 0.42, point clouds 0.33 /
+# 0.36 against 0.28 (AMD) / 0.29.
+_TURNED_3D = {"batch_size": 16, "steps": 950, "lr_t": 6e-4, "lr_psi": 6e-4}
+_ROTATED_CELLS: dict[tuple[str, str], dict[str, Any]] = {
     ("z", "extruded"): {"lr_psi": 6e-4},
     ("z", "pointcloud"): {"batch_size": 16, "steps": 950, "lr_t": 6e-4},
+    ("3d", "extruded"): _TURNED_3D,
+    ("3d", "pointcloud"): _TURNED_3D,
 }
 
 
@@ -137,9 +142,9 @@ class OTM(SaddleSolver):
         the potential learns twice as fast (lr_psi 6e-4; seeds 0 / 1: 0.83 / 0.86, worst color
         0.74 / 0.74, fid 7.4 / 8.7, lit share 0.227 / 0.240); on z-rotated point clouds that lr
         peaks at 0.81 by step 250 and falls to 0.55 by 440 as the potential outruns the map
-        (seed 0), so there the map learns faster instead (batch 16, lr_t 6e-4, 950 steps;
-        `_ROTATION_Z`); 3D rotations keep the rotated preset; docs/results.md, "Rotation z:
-        `otm`".
+        (seed 0), so there the map learns faster instead (batch 16, lr_t 6e-4, 950 steps); under
+        3D rotations both do (`_ROTATED_CELLS`); docs/results.md, "Rotation z: `otm`" and "3D
+        rotations".
         Other pairs keep the reference form: restoration was measured with it, and on noise-5
         no recipe tried generates fives (the quadratic included)."""
         if spec.kind == "digits" and preset == "quick":
@@ -154,7 +159,7 @@ class OTM(SaddleSolver):
                     unrotated={"batch_size": 4, "steps": 2100, "ema": 0.995},
                     rotated={"r1": 0.0, "neg_source": 1.0, "psi_base": 16, "steps": 440},
                 ),
-                **_ROTATION_Z.get((data.rotation, data.style), {}),
+                **_ROTATED_CELLS.get((data.rotation, data.style), {}),
             }
         return saddle_vector_presets(spec, preset, ("lr_t", "lr_psi"))
 
