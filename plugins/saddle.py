@@ -156,7 +156,10 @@ def saddle_vector_presets(spec: PairSpec, preset: str, lr_keys: tuple[str, ...])
 
 def squared_slope(values: Tensor, points: Tensor) -> Tensor:
     """Mean over the batch of ||d values / d points||^2, keeping the graph (a penalty to train
-    with); `values` are a potential's per-sample values at `points`, which require grad."""
+    with); `values` are a potential's per-sample values at `points`, which require grad. At real
+    targets (R1, Mescheder et al. 2018) it keeps the potential flat around the data, so it cannot
+    reward what the data never shows (e.g. a faint fog over the background) and the saddle swings
+    less; at the map's outputs (R2) it flattens the slope T climbs off the data."""
     (grad,) = torch.autograd.grad(values.sum(), points, create_graph=True)
     return grad.pow(2).flatten(1).sum(dim=1).mean()
 
@@ -278,16 +281,6 @@ class SaddleSolver(Solver):
         margin = (s * (pot_y - pot_tx)).detach().mean().clamp(min=0)
         gap = s * (pot_y - self.potential(negatives)).flatten()
         return (margin - gap).clamp(min=0).mean(), gap.mean()
-
-    def gradient_penalty(self, points: Tensor) -> Tensor:
-        """Mean of ||grad potential||^2 over `points`. At real targets (R1, Mescheder et al.
-        2018) it keeps the potential flat around the data, so it cannot reward what the data
-        never shows (e.g. a faint fog over the background) and the saddle swings less; at the
-        map's outputs (R2) it flattens the slope T climbs off the data. The step takes it from
-        the values it already has (`squared_slope`)."""
-        with torch.enable_grad():
-            points = points.detach().requires_grad_(True)
-            return squared_slope(self.potential(points), points)
 
     def transport(self, x: Tensor, z: Tensor | None = None) -> Tensor:
         return self.T_eval(x)
