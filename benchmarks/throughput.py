@@ -4,8 +4,11 @@ Compares plain fp32 eager execution with the other execution paths otzoo offers 
 autocast, channels-last 3D memory layout) and with `torch.compile` of every network (the
 inductor backend; compile time is excluded, recompiles are not) on 3x16^3 voxels at batch 64. "samples" counts every
 sample a solver draws from the data during its step (an NOT step with K_T = 5 draws 7 batches).
+A solver that draws once for many steps (`otcfm`'s plan over `ot_batch` draws) may draw nothing
+in the window: its cell gives seconds per step instead. The ratios are of the step times.
 
     .venv/bin/python benchmarks/throughput.py [--solvers not,otm] [--batch 64] [--steps 3] [--preset quick]
+        [--threads 1]
 """
 
 from __future__ import annotations
@@ -57,8 +60,9 @@ def compile_networks(solver: Solver) -> None:
 
 def measure(
     solver_id: str, mode: dict, batch: int, steps: int, preset: str, device: str = "cpu"
-) -> float:
-    """Samples drawn per second over `steps` outer steps of the one loop, after two warm-up steps."""
+) -> tuple[float, float]:
+    """(samples drawn, seconds) per outer step over `steps` steps of the one loop, after two
+    warm-up steps."""
     cls = get_solver(solver_id)
     run = resolve(cls, "3-5", preset, {"batch_size": batch})
     torch.manual_seed(0)
@@ -79,7 +83,7 @@ def measure(
     counter.drawn = 0
     t0 = time.perf_counter()
     run_steps(solver, batches, 2 + steps, amp=mode["amp"])
-    return counter.drawn / (time.perf_counter() - t0)
+    return counter.drawn / steps, (time.perf_counter() - t0) / steps
 
 
 def main() -> None:
@@ -91,7 +95,10 @@ def main() -> None:
     p.add_argument("--preset", default="quick")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's own)")
     a = p.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     modes = a.modes.split(",")
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {a.batch}, "
@@ -100,15 +107,17 @@ def main() -> None:
     print("| solver | " + " | ".join(modes) + " |")
     print("|---" * (len(modes) + 1) + "|")
     for sid in a.solvers.split(","):
-        rates = []
+        cells, base = [], float("nan")
         for m in modes:
             try:
-                rates.append(measure(sid, MODES[m], a.batch, a.steps, a.preset, a.device))
+                drawn, seconds = measure(sid, MODES[m], a.batch, a.steps, a.preset, a.device)
             except Exception as err:  # e.g. a double backward torch.compile cannot trace
                 print(f"{sid} / {m}: failed ({type(err).__name__}: {str(err)[:120]})", flush=True)
-                rates.append(float("nan"))
-        base = rates[0]
-        cells = [f"{r:.1f} ({r / base:.2f}x)" for r in rates]
+                cells.append("failed")
+                continue
+            base = seconds if m == modes[0] else base
+            rate = f"{drawn / seconds:.1f}" if drawn else f"{seconds:.3f} s/step"
+            cells.append(f"{rate} ({base / seconds:.2f}x)")
         print(f"| {sid} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -95,3 +95,16 @@ def test_haze_split_reads_a_voxel_run_and_refuses_a_folder_that_is_none(tmp_path
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and bad.stdout == ""
     assert "not a run folder" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_throughput_times_a_solver_that_draws_once_for_many_steps():
+    """`otcfm` draws a plan's samples once every `ot_batch // batch` steps, so a short window
+    draws none: its cell gives seconds per step (the script divided by zero until 2026-12-07)."""
+    res = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "throughput.py"), "--solvers", "otcfm", "--preset",
+         "quick", "--batch", "4", "--steps", "1", "--modes", "fp32 eager", "--threads", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    row = [ln for ln in res.stdout.splitlines() if ln.startswith("| otcfm |")]
+    assert len(row) == 1 and "s/step (1.00x)" in row[0], res.stdout
