@@ -20,9 +20,10 @@ import torch
 
 from otzoo.batches import BatchSampler, rows_of
 from otzoo.config import resolve
+from otzoo.errors import ConfigError
 from otzoo.loop import run_steps
 from otzoo.registry import get_solver, list_solvers
-from otzoo.runtime import resolve_device
+from otzoo.runtime import resolve_device, torch_threads
 from otzoo.solver import PairInfo, Solver
 
 MODES = {
@@ -97,8 +98,15 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's own)")
     a = p.parse_args()
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
+    try:
+        with torch_threads(a.threads):
+            print_table(a)
+    except ConfigError as err:  # a bad --threads or --device: one line, no traceback
+        p.error(str(err))
+
+
+def print_table(a: argparse.Namespace) -> None:
+    """One row per solver: each mode's rate and its speed-up over the first mode."""
     modes = a.modes.split(",")
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {a.batch}, "
