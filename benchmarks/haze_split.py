@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from otzoo.errors import OtzooError
+from otzoo.errors import ConfigError, OtzooError
 from otzoo.metrics import (
     FREQUENCY_BINS,
     STROKE_GROUPS,
@@ -29,6 +27,7 @@ from otzoo.metrics import (
     target_frequency,
 )
 from otzoo.runs import load_run
+from otzoo.runtime import torch_threads
 
 COLUMNS = [f"{g} {k}" for g in STROKE_GROUPS for k in ("voxels", "brightness", "lit")]
 
@@ -76,7 +75,15 @@ def main() -> None:
     a = p.parse_args()
     if a.samples < 1:
         p.error(f"--samples {a.samples}: pass at least 1")
-    torch.set_num_threads(a.threads)
+    try:
+        with torch_threads(a.threads):
+            print_split(a, p)
+    except ConfigError as err:  # a negative --threads: one line, exit status 2
+        p.error(str(err))
+
+
+def print_split(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    """Every run folder loaded and checked first, then the tables (nothing half-printed)."""
     loaded = []
     for run_dir in a.runs:  # every folder checked before a line is printed
         try:

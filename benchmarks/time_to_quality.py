@@ -18,16 +18,15 @@ import argparse
 import math
 from pathlib import Path
 
-import torch
-
 from otzoo.batches import for_pair
 from otzoo.config import parse_overrides, resolve
 from otzoo.data import load_pair
+from otzoo.errors import OtzooError
 from otzoo.evaluate import evaluate_solver
 from otzoo.judge import get_judge
 from otzoo.loop import Diverged, StepInfo, run_steps
 from otzoo.registry import build_solver, get_solver
-from otzoo.runtime import resolve_device, seed_everything
+from otzoo.runtime import resolve_device, seed_everything, torch_threads
 from otzoo.select import MapSelector
 from otzoo.train import amp_dtype
 from otzoo.warm_start import load_init
@@ -143,11 +142,14 @@ def main() -> None:
         "--init-from", default=None, help="warm start from this run folder (same solver)"
     )
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
     rows = {}
-    for sid in a.solvers.split(","):
-        for seed in (int(s) for s in a.seeds.split(",")):
-            rows[sid, seed] = measure(sid.strip(), seed, a)
+    try:
+        with torch_threads(a.threads):
+            for sid in a.solvers.split(","):
+                for seed in (int(s) for s in a.seeds.split(",")):
+                    rows[sid, seed] = measure(sid.strip(), seed, a)
+    except OtzooError as err:  # a bad --threads, --set or --init-from: one line, exit status 2
+        p.error(str(err))
     keys = ["reached_min", "steps", "swing", "selected_step", *SUMMARY]
     print("\n| solver | seed | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 2) + "|")

@@ -108,3 +108,22 @@ def test_throughput_times_a_solver_that_draws_once_for_many_steps():
     assert res.returncode == 0, res.stderr[-2000:]
     row = [ln for ln in res.stdout.splitlines() if ln.startswith("| otcfm |")]
     assert len(row) == 1 and "s/step (1.00x)" in row[0], res.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "says"),
+    [
+        ("time_to_quality.py", ["--threads", "-1"], "--threads -1"),
+        ("time_to_quality.py", ["--set", "bogus=1"], "--set bogus: unknown key"),
+        ("haze_split.py", ["--threads", "-1"], "--threads -1"),
+    ],
+)
+def test_scripts_refuse_bad_input_in_one_line(tmp_path, script, args, says):
+    """A bad --threads or --set is a usage error (exit 2, nothing printed), as in the CLI; both
+    scripts raised a traceback until 2026-12-07 (and --threads 0 meant a crash, not one per core)."""
+    base = {"time_to_quality.py": ["--solvers", "not", "--preset", "tiny", "--budget-min", "0.1"],
+            "haze_split.py": [str(tmp_path)]}[script]  # fmt: skip
+    res = subprocess.run([sys.executable, str(BENCHMARKS / script), *base, *args],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 2 and res.stdout == "", res.stderr[-2000:]
+    assert says in res.stderr and "Traceback" not in res.stderr
