@@ -88,15 +88,18 @@ _PRESETS = {
 # Intel Xeon with AMX, ~160 steps a minute against ~79) 15 minutes give 0.75 / 0.76 and 0.45 /
 # 0.52, the map moving 3-4x as far. The machine's rate varies (137-167 steps a minute), so the
 # cells take 1,900 steps, ~13 minutes: 0.57 / 0.66 and 0.40 / 0.46. (On z-rotated extruded digits
-# bf16 only got to the same plateau sooner: 0.86 / 0.75 at 15 minutes, 0.85 / 0.85 at 6-8.)
+# bf16 only got to the same plateau sooner: 0.86 / 0.75 at 15 minutes, 0.85 / 0.85 at 6-8.) In
+# those steps the point clouds' potential learns best at 1.2e-3 (0.65 / 0.65 against 0.40 / 0.46;
+# 2.4e-3 0.49 on seed 0), where the extruded digits' falls back (0.39 on seed 0).
 _FASTER_MAP: dict[str, Any] = {"batch_size": 16, "steps": 950, "lr_t": 6e-4}
 _FASTER_POTENTIAL: dict[str, Any] = {"lr_psi": 6e-4}
 _BF16_STEPS: dict[str, Any] = {"amp": "bf16", "steps": 1900}
+_3D = _FASTER_MAP | _FASTER_POTENTIAL | _BF16_STEPS
 _ROTATED_CELLS: dict[tuple[str, str], dict[str, Any]] = {
     ("z", "extruded"): _FASTER_POTENTIAL,
     ("z", "pointcloud"): _FASTER_MAP,
-    ("3d", "extruded"): _FASTER_MAP | _FASTER_POTENTIAL | _BF16_STEPS,
-    ("3d", "pointcloud"): _FASTER_MAP | _FASTER_POTENTIAL | _BF16_STEPS,
+    ("3d", "extruded"): _3D,
+    ("3d", "pointcloud"): _3D | {"lr_psi": 1.2e-3},
 }
 
 
@@ -149,8 +152,8 @@ class OTM(SaddleSolver):
         0.74 / 0.74, fid 7.4 / 8.7, lit share 0.227 / 0.240); on z-rotated point clouds that lr
         peaks at 0.81 by step 250 and falls to 0.55 by 440 as the potential outruns the map
         (seed 0), so there the map learns faster instead (batch 16, lr_t 6e-4, 950 steps); under
-        3D rotations both do, in bf16 autocast for 2.1x the steps (`_ROTATED_CELLS`);
-        docs/results.md, "Rotation z: `otm`" and "3D rotations".
+        3D rotations both do, in bf16 autocast for 2.1x the steps, the point clouds' potential
+        at 1.2e-3 (`_ROTATED_CELLS`); docs/results.md, "Rotation z: `otm`" and "3D rotations".
         Other pairs keep the reference form: restoration was measured with it, and on noise-5
         no recipe tried generates fives (the quadratic included)."""
         if spec.kind == "digits" and preset == "quick":
