@@ -66,7 +66,7 @@ def main() -> None:
     p.add_argument(
         "--samples", type=int, default=200, help="test inputs (and real targets) per run"
     )
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: one per core)")
     p.add_argument(
         "--by-frequency",
         action="store_true",
@@ -83,7 +83,7 @@ def main() -> None:
 
 
 def print_split(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
-    """Every run folder loaded and checked first, then the tables (nothing half-printed)."""
+    """The stroke split of each run folder in `a.runs`; a bad folder is a usage error of `p`."""
     loaded = []
     for run_dir in a.runs:  # every folder checked before a line is printed
         try:

@@ -136,7 +136,7 @@ def main() -> None:
         "--keep-going", action="store_true", help="train to the budget end (is the level held?)"
     )
     p.add_argument("--steps-cap", action="store_true", help="also stop at the preset's steps")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: one per core)")
     p.add_argument("--device", default=None, help="cpu | cuda | auto (default: the preset's)")
     p.add_argument(
         "--init-from", default=None, help="warm start from this run folder (same solver)"

@@ -90,7 +90,7 @@ _PRESETS = {
 # cells take 1,900 steps, ~13 minutes: 0.57 / 0.66 and 0.40 / 0.46. (On z-rotated extruded digits
 # bf16 only got to the same plateau sooner: 0.86 / 0.75 at 15 minutes, 0.85 / 0.85 at 6-8.) In
 # those steps the point clouds' potential learns best at 1.2e-3 (0.65 / 0.65 against 0.40 / 0.46;
-# 2.4e-3 0.49 on seed 0), where the extruded digits' falls back (0.39 on seed 0).
+# 2.4e-3 0.49 on seed 0); on extruded digits 1.2e-3 ends lower (0.39 against 0.57, seed 0).
 _FASTER_MAP: dict[str, Any] = {"batch_size": 16, "steps": 950, "lr_t": 6e-4}
 _FASTER_POTENTIAL: dict[str, Any] = {"lr_psi": 6e-4}
 _BF16_STEPS: dict[str, Any] = {"amp": "bf16", "steps": 1900}
