@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from otzoo.errors import ConfigError, OtzooError
+from otzoo.errors import DataError, OtzooError
 from otzoo.metrics import (
     FREQUENCY_BINS,
     STROKE_GROUPS,
@@ -77,21 +77,20 @@ def main() -> None:
         p.error(f"--samples {a.samples}: pass at least 1")
     try:
         with torch_threads(a.threads):
-            print_split(a, p)
-    except ConfigError as err:  # a negative --threads: one line, exit status 2
+            print_split(a)
+    except OtzooError as err:  # a bad --threads or run folder: one line, exit 2, as the CLI does
         p.error(str(err))
 
 
-def print_split(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
-    """The stroke split of each run folder in `a.runs`; a bad folder is a usage error of `p`."""
+def print_split(a: argparse.Namespace) -> None:
+    """The stroke split of each run folder in `a.runs`, every folder checked before a line."""
     loaded = []
-    for run_dir in a.runs:  # every folder checked before a line is printed
-        try:
-            run, solver, data = load_run(run_dir)
-        except OtzooError as err:  # one line and exit status 2, as the CLI does
-            p.error(str(err))
+    for run_dir in a.runs:
+        run, solver, data = load_run(run_dir)
         if data.kind != "voxel":
-            p.error(f"{run_dir}: a vector run; the split reads voxel strokes, pass a voxel run")
+            raise DataError(
+                f"{run_dir}: a vector run; the split reads voxel strokes, pass a voxel run"
+            )
         loaded.append((run_dir, run, solver, data))
     print("| map | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
