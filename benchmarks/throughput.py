@@ -20,7 +20,7 @@ import torch
 
 from otzoo.batches import BatchSampler, rows_of
 from otzoo.config import resolve
-from otzoo.errors import ConfigError
+from otzoo.errors import OtzooError
 from otzoo.loop import run_steps
 from otzoo.registry import get_solver, list_solvers
 from otzoo.runtime import resolve_device, torch_threads
@@ -101,7 +101,7 @@ def main() -> None:
     try:
         with torch_threads(a.threads):
             print_table(a)
-    except ConfigError as err:  # a bad --threads or --device: one line, no traceback
+    except OtzooError as err:  # a bad --threads or --device: one line, no traceback
         p.error(str(err))
 
 
