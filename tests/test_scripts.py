@@ -123,9 +123,11 @@ def test_scripts_refuse_bad_input_in_one_line(tmp_path, script, args, says):
     """A bad --threads, --set or --device is a usage error (exit 2, nothing printed), as in the
     CLI; each raised a traceback until 2026-12-07 (and --threads 0 meant a crash, not one per
     core)."""
-    base = {"time_to_quality.py": ["--solvers", "not", "--preset", "tiny", "--budget-min", "0.1"],
-            "haze_split.py": [str(tmp_path)],
-            "throughput.py": ["--solvers", "not", "--steps", "1", "--threads", "1"]}[script]  # fmt: skip
+    base = {
+        "time_to_quality.py": ["--solvers", "not", "--preset", "tiny", "--budget-min", "0.1"],
+        "haze_split.py": [str(tmp_path)],
+        "throughput.py": ["--solvers", "not", "--steps", "1", "--threads", "1"],
+    }[script]
     res = subprocess.run([sys.executable, str(BENCHMARKS / script), *base, *args],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 2 and res.stdout == "", res.stderr[-2000:]
