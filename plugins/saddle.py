@@ -31,8 +31,8 @@ from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 class SaddleConfig(SolverConfig):
     t_iters: int = 2  # map steps per potential step
     lr_t: float = 2e-4  # Adam lr of the map T
-    t_base: int = 16  # UNet3D width
-    t_depth: int = 2  # UNet3D levels (each halves the grid)
+    t_base: int = 16  # map width (UNet3D; otm's latent Generator3D too)
+    t_depth: int = 2  # map levels (each halves the grid; UNet3D or Generator3D)
     t_residual: bool = True  # identity-initialised map: x + head(x), head starts at zero
     t_clamp: bool = False  # voxels: clip T's output to the data range [-1, 1]
     t_context: bool = False  # voxels: FiLM T's stages from the input's per-channel mean

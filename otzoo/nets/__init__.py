@@ -1,6 +1,6 @@
 """The one set of backbones every otzoo solver draws its networks from.
 
-UNet3D (voxel map), ResNet3D (voxel potential), MLP (vector map / potential; with a
+UNet3D (voxel map), Generator3D (latent -> voxels), ResNet3D (voxel potential), MLP (vector map / potential; with a
 PatchEmbed in front, a dense voxel potential on 2^3 patches) and Classifier3D (the judge). All
 work on CPU and CUDA unchanged and on any voxel grid and channel count.
 """
@@ -9,6 +9,7 @@ from torch import nn
 
 from otzoo.nets.classifier import Classifier3D
 from otzoo.nets.common import NetConfigError
+from otzoo.nets.generator import Generator3D
 from otzoo.nets.mlp import MLP, PatchEmbed
 from otzoo.nets.resnet3d import ResNet3D
 from otzoo.nets.unet3d import UNet3D
@@ -22,6 +23,7 @@ def count_parameters(module: nn.Module) -> int:
 __all__ = [
     "MLP",
     "Classifier3D",
+    "Generator3D",
     "NetConfigError",
     "PatchEmbed",
     "ResNet3D",
