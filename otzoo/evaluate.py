@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from otzoo.data import PairData
+from otzoo.data.transforms import dominant_color
 from otzoo.data.vectors import VectorPairData
 from otzoo.judge import Judge, JudgeConfig, get_judge, weakest_digits
 from otzoo.metrics import (
@@ -106,6 +107,10 @@ def score_outputs(
         out["color_preservation"] = color_preservation(tx, colors[:n], pal) if finite else NAN
         if pal.shape[1] > 1:  # one channel ("none" coloring) has no hue to keep
             out["color_purity"] = color_purity(tx, colors[:n], pal) if finite else NAN
+    elif colors is None and pal is not None and tx.dim() == 5 and tx.shape[1] == pal.shape[1] > 1:
+        # no input color (a latent source): each output against its own dominant color, so a
+        # generated digit whose hue changes along the stroke scores below the real ones' 1
+        out["color_purity"] = color_purity(tx, dominant_color(tx, pal), pal) if finite else NAN
     if judge is not None and judge_applies(data, judge):
         y = data.y_test[:max_samples]
         if finite:

@@ -197,6 +197,20 @@ def test_no_identity_row_when_shapes_differ(judge):
     assert refs["real target"]["fid"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_generated_digits_are_judged_against_their_own_color():
+    """A latent source has no color: purity takes each output's own dominant color, so real
+    fives score 1 and fives whose back half is drawn in another hue score less."""
+    noise = load_pair("noise-5:2", DATA, seed=0)
+    y = noise.y_test
+    assert score_outputs(noise.x_test, y, noise)["color_purity"] == 1.0
+    lit = y.amax(dim=1, keepdim=True) > 0.0
+    other = y[:, [1, 2, 0]]  # the channels rolled: every rgby hue becomes another
+    back = torch.arange(y.shape[2]).view(1, 1, -1, 1, 1) >= y.shape[2] // 2
+    mixed = torch.where(lit & back, other, y)
+    purity = score_outputs(noise.x_test, mixed, noise)["color_purity"]
+    assert 0.2 < purity < 0.9
+
+
 def test_lit_share_sees_a_hazy_map(data, judge):
     """A faint haze over the background keeps digit and color but lights the whole grid."""
     clean = evaluate(lambda x: x.clone(), data, judge)

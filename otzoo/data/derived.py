@@ -96,7 +96,7 @@ def _noise_pair(spec: PairSpec, cfg: DataConfig, seed: int) -> PairData:
         x_shape=(channels, side, side, side),
         y_shape=tuple(ds.volumes.shape[1:]),
         labels=labels,
-        palette=None,  # x is noise: no color to preserve
+        palette=ds.palette.clone(),  # the targets' colors (x, noise, has none to preserve)
         color_names=list(ds.color_names),
         **tensors,
     )

@@ -49,7 +49,8 @@ def test_noise_pair_shapes_and_labels():
         == set(pair.labels["y_test_digit"].tolist())
     )
     assert abs(float(pair.x_train.mean())) < 0.02 and abs(float(pair.x_train.std()) - 1) < 0.02
-    assert pair.palette is None and "x_test_color" not in pair.labels
+    assert "x_test_color" not in pair.labels  # noise has no color; the targets' palette stays
+    assert pair.palette is not None and pair.palette.shape == (4, 3)
     gray = load_pair("noise-5:2", DataConfig(grid=8, max_per_digit=10, coloring="none"))
     assert gray.x_shape == (1, 2, 2, 2) and gray.y_shape == (1, 8, 8, 8)
 
