@@ -107,15 +107,16 @@ _ROTATED_CELLS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-# Generation from latent noise (noise-5, one thread, Intel Xeon, 2026-12-07, seed 0;
-# docs/results.md, "Generation from noise"). T decodes the latent (the reference's T is a GAN-style
-# decoder too): against a potential without GroupNorm, 0.86 / 0.88 target accuracy at 12 / 14
-# training minutes, fid 36 / 22 (floor 21.4), lit share 0.16-0.19; with an EMA of 0.99, 0.84 / 0.87,
-# fid 26 / 19. With the potential's GroupNorm and the reference's lam_go=10 the decoder stays at
-# 0.15 after 8 minutes, lit share 0.95: psi's slope at T's outputs falls to 1e-5 per voxel within
-# 100 steps while the cost pulls at 5e-5 away from the fives (the term asks psi's mean slope to
-# match the upsampled noise's mean, ~0); without both it is 1-3e-4 and the background goes dark in
-# ~100 steps. The UNet on the upsampled latent made no five with any recipe tried.
+# Generation from latent noise (noise-5, one thread, Intel Xeon, 2026-12-07; docs/results.md,
+# "Generation from noise"). T decodes the latent, as the reference's T does: with an EMA of 0.99
+# against a potential without GroupNorm, 1,500 steps (~28 training minutes) end at 0.91 / 0.92
+# target accuracy (seeds 0 / 1), fid 15.3 / 13.4 (floors 21.4 / 12.75), lit share 0.18. With
+# GroupNorm (seed 0) it draws fives sooner and collapses: 0.74 / 1.00 / 0.24 at 6 / 12 / 15
+# minutes, fid 156 / 133 / 630. The reference's gradient-optimality term (lam_go=10) kept the
+# decoder at 0.15 after 8 minutes, lit share 0.95: it asks psi's mean slope at T's outputs to match
+# the upsampled noise's mean, ~0, and psi's slope there fell to 1e-5 per voxel in 100 steps while
+# the cost pulled at 5e-5 away from the fives (without it 1e-4 to 2e-3). The UNet on the
+# upsampled latent made no five with any recipe tried.
 _NOISE: dict[str, Any] = {
     "t_net": "generator",
     "t_base": 16,
@@ -226,14 +227,15 @@ class OTM(SaddleSolver):
                 f"otm: latent source has {c_in} channels but the target {c_out}; <Q(z), T(z)> "
                 "needs one channel count (noise-D pairs draw the target's count)"
             )
+        grid = tuple(info.y_shape[1:])
+        if c.t_net == "generator":  # t_hue_plane: one hue a sample, drawn from the latent
+            gen = Generator3D(info.x_dim, c_out, grid, c.t_base, c.t_depth, one_color=c.t_hue_plane)
+            return gen, psi
         if c.t_hue_plane:
             raise ConfigError(
                 "t_hue_plane=true: a latent source has no hue to keep; use --set "
-                "t_hue_plane=false for noise pairs"
+                "t_hue_plane=false for noise pairs (or t_net=generator, which draws one)"
             )
-        grid = tuple(info.y_shape[1:])
-        if c.t_net == "generator":
-            return Generator3D(info.x_dim, c_out, grid, base=c.t_base, levels=c.t_depth), psi
         clamp = (-1.0, 1.0) if c.t_clamp else None
         unet = UNet3D(c_in, c_out, base=c.t_base, depth=c.t_depth, residual=False, clamp=clamp)
         return _Upsampled(unet, grid), psi

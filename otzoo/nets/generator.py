@@ -6,7 +6,10 @@ a trilinear doubling (to the exact size, so odd grids work) and two 3x3x3 convs 
 channels, a 3x3x3 conv to the output channels and a tanh, so outputs stay in the data's range.
 A UNet on the upsampled latent instead keeps the noise's local layout: its outputs follow the
 sign of the noise voxel by voxel (docs/results.md, "Generation from noise"). GroupNorm, not the
-reference's BatchNorm: a sample's output must not depend on its batch.
+reference's BatchNorm: a sample's output must not depend on its batch. With `one_color` every
+voxel lies in the plane of gray and one hue drawn from the latent per sample (UNet3D's hue plane,
+with a generated color in place of the input's), so a generated digit has one color, as real
+ones do: the free decoder mixes hues along a stroke.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from otzoo.nets.common import (
     group_count,
     make_activation,
 )
+from otzoo.nets.unet3d import hue_plane_step
 
 
 def level_sizes(grid: tuple[int, ...], levels: int) -> list[tuple[int, ...]]:
@@ -47,6 +51,7 @@ class Generator3D(nn.Module):
         levels: int = 2,
         norm: str = "group",
         activation: str = "silu",
+        one_color: bool = False,
     ) -> None:
         super().__init__()
         check_positive(latent_dim=latent_dim, out_channels=out_channels, base=base, levels=levels)
@@ -68,7 +73,10 @@ class Generator3D(nn.Module):
             )
             for level in range(levels)
         )
-        self.head = nn.Conv3d(widths[0], out_channels, kernel_size=3, padding=1)
+        self.one_color = one_color
+        # one_color: two numbers a voxel (along gray, along the sample's hue) and one hue a sample
+        self.head = nn.Conv3d(widths[0], 2 if one_color else out_channels, kernel_size=3, padding=1)
+        self.hue = nn.Linear(latent_dim, out_channels) if one_color else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z[0].numel() != self.latent_dim:
@@ -81,4 +89,7 @@ class Generator3D(nn.Module):
         for level in reversed(range(len(self.ups))):
             h = F.interpolate(h, size=self.sizes[level], mode="trilinear", align_corners=False)
             h = self.ups[level](h)
-        return torch.tanh(self.head(h))
+        out = self.head(h)
+        if self.hue is not None:  # the sample's hue stands in for hue_plane_step's input color
+            out = hue_plane_step(out, self.hue(z.flatten(1))[:, :, None, None, None])
+        return torch.tanh(out)

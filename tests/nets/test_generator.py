@@ -40,3 +40,16 @@ def test_bad_arguments_raise_one_named_error():
     net = Generator3D(24, 3, (8, 8, 8), base=4, levels=1)
     with pytest.raises(NetConfigError, match="latent_dim=81"):
         net(torch.randn(2, 3, 3, 3, 3))
+
+
+def test_one_color_outputs_take_one_hue_a_sample():
+    """With one_color every voxel's chroma (before the tanh) is a multiple of one vector per
+    sample: the sample's hue. The free decoder's voxels point every way."""
+    torch.manual_seed(0)
+    z = torch.randn(3, 24)
+    for one_color, rank_one in ((True, True), (False, False)):
+        net = Generator3D(24, 3, (8, 8, 8), base=4, levels=1, one_color=one_color).double()
+        pre = torch.atanh(net(z.double()))
+        chroma = (pre - pre.mean(dim=1, keepdim=True)).flatten(2)  # [N, C, voxels]
+        values = torch.linalg.svdvals(chroma)  # [N, C]
+        assert bool((values[:, 1] < 1e-6 * values[:, 0]).all()) == rank_one

@@ -127,6 +127,18 @@ def test_generator_map_decodes_latent_sources_only():
             OTM(cfg, info, torch.device("cpu"))
     with pytest.raises(ConfigError, match="t_net"):
         OTM.make_config({"t_net": "mlp"})
+    hued = OTM(
+        OTM.make_config({**OTM.presets["tiny"], "t_net": "generator", "t_hue_plane": True}),
+        LATENT,
+        torch.device("cpu"),
+    )
+    assert hued.T.one_color and not solver.T.one_color  # the hue plane: one hue a sample
+    with pytest.raises(ConfigError, match="no hue to keep"):  # the UNet has none to draw
+        OTM(
+            OTM.make_config({**OTM.presets["tiny"], "t_hue_plane": True}),
+            LATENT,
+            torch.device("cpu"),
+        )
     quick = resolve(get_solver("otm"), "noise-5", "quick")  # the measured noise-5 recipe
     c = quick.solver_config
     assert (c.t_net, c.t_base, c.psi_norm, c.ema, c.lam_go, quick.train.steps) == (
