@@ -1,8 +1,8 @@
 """The one set of backbones every otzoo solver draws its networks from.
 
-UNet3D (voxel map), Generator3D (latent -> voxels), ResNet3D (voxel potential), MLP (vector map / potential; with a
-PatchEmbed in front, a dense voxel potential on 2^3 patches) and Classifier3D (the judge). All
-work on CPU and CUDA unchanged and on any voxel grid and channel count.
+UNet3D (voxel map), Generator3D (latent -> voxels), ResNet3D (voxel potential), MLP (vector map /
+potential; with a PatchEmbed in front, a dense voxel potential on 2^3 patches) and Classifier3D
+(the judge). All work on CPU and CUDA unchanged and on any voxel grid and channel count.
 """
 
 from torch import nn

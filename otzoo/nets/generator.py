@@ -1,15 +1,15 @@
 """Generator3D: a map from a latent vector to voxels, z [N, ...] -> [N, C, D, H, W] in (-1, 1).
 
-The map OTM generates with (Rout et al. 2022 use a GAN-style decoder for T on a latent, with Q
-the latent's upsampling only in the cost): one linear layer to the coarsest grid, then per level
-a trilinear doubling (to the exact size, so odd grids work) and two 3x3x3 convs halving the
-channels, a 3x3x3 conv to the output channels and a tanh, so outputs stay in the data's range.
-A UNet on the upsampled latent instead keeps the noise's local layout: its outputs follow the
-sign of the noise voxel by voxel (docs/results.md, "Generation from noise"). GroupNorm, not the
-reference's BatchNorm: a sample's output must not depend on its batch. With `one_color` every
-voxel lies in the plane of gray and one hue drawn from the latent per sample (UNet3D's hue plane,
-with a generated color in place of the input's), so a generated digit has one color, as real
-ones do: the free decoder mixes hues along a stroke.
+The map OTM generates with (Rout et al. 2022 use a GAN-style decoder for T on a latent, with Q the
+latent's upsampling only in the cost): one linear layer to the coarsest grid, then per level a
+trilinear doubling (to the exact size, so odd grids work) and two 3x3x3 convs (the first halving
+the channels), a 3x3x3 conv to the output channels and a tanh, so outputs stay in the data's range.
+A UNet on the upsampled latent instead keeps the noise's local layout: its outputs follow the sign
+of the noise voxel by voxel (docs/results.md, "Generation from noise"). GroupNorm, not the
+reference's BatchNorm: a sample's output must not depend on its batch. With `one_color` every voxel
+lies in the plane of gray and one hue drawn from the latent per sample (UNet3D's hue plane, with a
+generated color in place of the input's), so a generated digit has one color, as real ones do: the
+free decoder mixes hues along a stroke.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ class Generator3D(nn.Module):
         widths = [base * 2**level for level in range(levels + 1)]
         self.coarse_width = widths[-1]
         self.stem = nn.Linear(latent_dim, widths[-1] * math.prod(self.sizes[-1]))
-        stem_norm = nn.GroupNorm(group_count(widths[-1]), widths[-1]) if norm == "group" else None
-        self.stem_act = nn.Sequential(*filter(None, [stem_norm]), make_activation(activation))
+        stem_norm = [nn.GroupNorm(group_count(widths[-1]), widths[-1])] if norm == "group" else []
+        self.stem_act = nn.Sequential(*stem_norm, make_activation(activation))
         # ups[level] takes level+1 features up to level; applied from the deepest level down
         self.ups = nn.ModuleList(
             nn.Sequential(
