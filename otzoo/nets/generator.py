@@ -84,12 +84,12 @@ class Generator3D(nn.Module):
                 f"Generator3D was built for latents of {self.latent_dim} numbers, got shape "
                 f"{list(z.shape)}; build it with latent_dim={z[0].numel()}"
             )
-        h = self.stem(z.flatten(1)).view(z.shape[0], self.coarse_width, *self.sizes[-1])
-        h = self.stem_act(h)
+        flat = z.flatten(1)
+        h = self.stem_act(self.stem(flat).view(z.shape[0], self.coarse_width, *self.sizes[-1]))
         for level in reversed(range(len(self.ups))):
             h = F.interpolate(h, size=self.sizes[level], mode="trilinear", align_corners=False)
             h = self.ups[level](h)
         out = self.head(h)
         if self.hue is not None:  # the sample's hue stands in for hue_plane_step's input color
-            out = hue_plane_step(out, self.hue(z.flatten(1))[:, :, None, None, None])
+            out = hue_plane_step(out, self.hue(flat)[:, :, None, None, None])
         return torch.tanh(out)
