@@ -33,7 +33,7 @@ from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, ResNet3D, UNet3D
 from otzoo.nets.common import NORMS, VOXEL_NETS, ema_copy, ema_update, zero_output
 from otzoo.nets.icnn import GRID_WIDTHS, ConvICNN3D, DenseICNN, QuadraticPlus, potential_gradient
-from otzoo.nets.unet3d import hue_plane_project
+from otzoo.nets.unet3d import ColorBlind, hue_plane_project
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 POTENTIALS = ("mlp", "icnn")
@@ -64,6 +64,7 @@ class AmortizedConfig(SolverConfig):
     h_depth: int = 2  # amortization UNet3D levels
     voxel_net: str = "conv"  # voxel potential: conv (ResNet3D / ConvICNN3D) | dense (flat grid)
     f_norm: str = "group"  # the ResNet3D potential's normalisation: group | none (as not's f_norm)
+    color_blind: bool = False  # colored voxels: the mlp potential reads hue-plane coordinates
     map: str = "gradient"  # gradient (grad f) | conjugate (f fit on the target, T(x) its argmin)
     hue_plane: bool = False  # map=conjugate, voxels: T moves voxels only along gray and x's hue
     hue_plane_train: bool = True  # false: f trains on the free search, only transport keeps to it
@@ -117,15 +118,25 @@ def _widths(given: tuple[int, ...], dim: int) -> tuple[int, ...]:
 
 
 def build_potential(c: AmortizedConfig, info: PairInfo) -> nn.Module:
-    """f with grad f exactly the identity at init (mlp) or an ICNN to pre-train (icnn)."""
+    """f with grad f exactly the identity at init (mlp) or an ICNN to pre-train (icnn).
+    `color_blind` (mlp, colored voxels): the net reads hue-plane coordinates (`ColorBlind`)."""
     voxel = info.kind == "voxel"
+    blind = voxel and c.color_blind and info.x_shape[0] > 1
+    if blind and c.potential == "icnn":
+        raise ConfigError(
+            "color_blind=true reads voxels in coordinates that depend on the input's color, "
+            "so an icnn potential would no longer be convex; use --set potential=mlp"
+        )
+    channels = 2 if blind else info.x_shape[0]  # voxels: the net's input channels
     if voxel and c.voxel_net == "dense":  # a weight per voxel: MLP / DenseICNN on the flat grid
         if c.potential == "icnn":
             return DenseICNN.on_grid(info.x_dim, c.hidden, strong_convexity=c.strong_convexity)
         widths = c.hidden or GRID_WIDTHS
-        mlp = MLP(info.x_dim, 1, hidden=widths, activation=c.activation, flatten=True)
-        return QuadraticPlus(zero_output(mlp))
-    if c.potential == "icnn":
+        features = channels * math.prod(info.x_shape[1:])
+        net: nn.Module = zero_output(
+            MLP(features, 1, hidden=widths, activation=c.activation, flatten=True)
+        )
+    elif c.potential == "icnn":
         if voxel:
             return ConvICNN3D(
                 info.x_shape[0],
@@ -134,10 +145,9 @@ def build_potential(c: AmortizedConfig, info: PairInfo) -> nn.Module:
                 strong_convexity=c.strong_convexity,
             )
         return DenseICNN(info.x_dim, hidden=c.hidden or None, strong_convexity=c.strong_convexity)
-    # zero_output: f = const + 0.5*||x||^2 at init, so grad f is the identity
-    if voxel:
+    elif voxel:  # zero_output: f = const + 0.5*||x||^2 at init, so grad f is the identity
         net = ResNet3D(
-            info.x_shape[0],
+            channels,
             base=c.f_base,
             levels=c.f_levels,
             norm=c.f_norm,
@@ -147,7 +157,7 @@ def build_potential(c: AmortizedConfig, info: PairInfo) -> nn.Module:
     else:
         net = MLP(info.x_dim, 1, hidden=_widths(c.hidden, info.x_dim), activation=c.activation)
         net = zero_output(net)
-    return QuadraticPlus(net)
+    return QuadraticPlus(ColorBlind(net) if blind else net)
 
 
 def build_amortizer(c: AmortizedConfig, info: PairInfo) -> nn.Module:

@@ -61,6 +61,7 @@ class OTMConfig(SaddleConfig):
     psi_levels: int = 2  # ResNet3D levels (each halves the grid)
     psi_quadratic: bool = False  # psi = net + ||t||^2 / (2D): the quadratic cost made explicit
     psi_norm: str = "group"  # potential's normalisation: group | none (as not's f_norm)
+    color_blind: bool = False  # colored voxels: psi reads hue-plane coordinates (ColorBlind)
     t_net: str = "unet"  # a latent source's map: unet (on Q(x)) | generator (decodes x)
 
     def __post_init__(self) -> None:
@@ -244,7 +245,9 @@ class OTM(SaddleSolver):
 
     @staticmethod
     def _potential(c: OTMConfig, info: PairInfo) -> nn.Module:
-        psi = potential_net(info, c.psi_base, c.psi_levels, c.hidden, c.psi_norm)
+        psi = potential_net(
+            info, c.psi_base, c.psi_levels, c.hidden, c.psi_norm, color_blind=c.color_blind
+        )
         if c.psi_quadratic:
             return QuadraticPlus(psi, -math.log(info.y_dim), learn_scale=False)
         return psi

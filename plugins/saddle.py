@@ -24,6 +24,7 @@ from otzoo.data.vectors import vector_dim
 from otzoo.errors import ConfigError, check_value
 from otzoo.nets import MLP, PatchEmbed, ResNet3D, UNet3D
 from otzoo.nets.common import ema_copy, ema_update
+from otzoo.nets.unet3d import ColorBlind
 from otzoo.solver import Batches, PairInfo, Solver, SolverConfig
 
 
@@ -100,13 +101,21 @@ def potential_net(
     context: bool = False,
     voxel_net: str = "conv",
     patch: int = 0,
+    color_blind: bool = False,
 ) -> nn.Module:
     """The potential on target samples: a ResNet3D for voxels (`context`: FiLM from the input's
     channel means), an MLP (of `activation`) for vectors, and for voxels with
     `voxel_net="dense"` too, on the flattened grid (a weight per voxel), after a `PatchEmbed`
-    of `patch` features per 2^3 patch when `patch` > 0."""
+    of `patch` features per 2^3 patch when `patch` > 0. `color_blind` (colored voxels): the
+    net reads each voxel's hue-plane coordinates (`ColorBlind`)."""
+    channels = info.y_shape[0]
+    if info.kind == "voxel" and color_blind and channels > 1:
+        coords = PairInfo(info.kind, (2, *info.x_shape[1:]), (2, *info.y_shape[1:]))
+        return ColorBlind(
+            potential_net(coords, base, levels, hidden, norm, activation, context, voxel_net, patch)
+        )
     if info.kind == "voxel" and voxel_net == "dense" and patch > 0:
-        embed = PatchEmbed(info.y_shape[0], patch, activation=activation)
+        embed = PatchEmbed(channels, patch, activation=activation)
         features = embed.out_features(tuple(info.y_shape[1:]))
         return MLP(features, 1, hidden, activation, flatten=True, embed=embed)
     if info.kind == "voxel" and voxel_net == "dense":

@@ -117,7 +117,10 @@ def zero_output(net: nn.Module) -> nn.Module:
     constant: a potential 0.5 ||x||^2 + net(x) then maps by the identity at init, where an
     untrained net's gradient would move every input at random (ENOT on voxels: 1.9 per voxel
     in [-1, 1] data)."""
-    last = net.out if hasattr(net, "out") else getattr(net, "head", None)
+    inner = net
+    while not hasattr(inner, "out") and not hasattr(inner, "head") and hasattr(inner, "net"):
+        inner = inner.net  # a wrapper (ColorBlind) around the net with the layer
+    last = inner.out if hasattr(inner, "out") else getattr(inner, "head", None)
     if not isinstance(last, nn.Linear):
         raise ConfigError(f"{type(net).__name__} has no linear output layer (out or head) to zero")
     nn.init.zeros_(last.weight)

@@ -79,6 +79,31 @@ def hue_plane_project(move: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return along_gray * gray + along_chroma * chroma
 
 
+def hue_plane_coords(x: torch.Tensor) -> torch.Tensor:
+    """Voxels [N, C, ...] -> [N, 2, ...]: each voxel's coordinates along gray and along x's own
+    mean chroma (`hue_plane_basis`). rgby red, green and blue digits of one shape get the same
+    coordinates (their channels are permutations of each other's), yellow ones a brighter gray:
+    a potential read on them learns a shape once for every color."""
+    gray, chroma = hue_plane_basis(x)
+    return torch.cat(
+        [(x * gray).sum(dim=1, keepdim=True), (x * chroma).sum(dim=1, keepdim=True)], 1
+    )
+
+
+class ColorBlind(nn.Module):
+    """A potential read on `hue_plane_coords`: net(coords(x)), `net` built for 2 channels. A
+    color-blind potential learns each shape once for all colors, and its gradient moves every
+    voxel along gray and the input's own hue: a stroke it adds gets the input's color (where a
+    potential on RGB drew new strokes in a dim tint near the palette's average)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(hue_plane_coords(x))
+
+
 class UNet3D(nn.Module):
     """Transport map T for voxels: x [N, C, D, H, W] -> [N, out_channels, D, H, W].
 

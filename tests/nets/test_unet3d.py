@@ -281,3 +281,31 @@ def test_hue_plane_project_keeps_moves_in_the_plane_and_drops_the_rest():
     move = torch.randn(2, 3, 4, 4, 4)
     once = hue_plane_project(move, x)
     assert torch.allclose(hue_plane_project(once, x), once, atol=1e-6)
+
+
+def test_color_blind_potential_is_the_same_for_every_color_and_moves_along_the_inputs_hue():
+    """ColorBlind: a red digit and the green one of the same shape (rgby: the channels swapped)
+    get the same potential, and the green one's gradient is the red one's with the channels
+    swapped: one shape is learned once for every color. The gradient's off-plane part is one
+    vector for the whole grid (from the basis's dependence on the mean color), so a stroke the
+    map draws takes the input's hue; a net on RGB has neither property."""
+    from otzoo.data.transforms import paint
+    from otzoo.nets import ResNet3D
+    from otzoo.nets.icnn import potential_gradient
+    from otzoo.nets.unet3d import ColorBlind, hue_plane_coords, hue_plane_project
+
+    torch.manual_seed(0)
+    volumes = (torch.rand(1, 8, 8, 8) > 0.7).float() * torch.rand(1, 8, 8, 8)
+    red, green = (paint(volumes, "rgby", torch.tensor([c]), torch.zeros(1)) * 2 - 1 for c in (0, 2))
+    assert torch.allclose(red[:, [1, 0, 2]], green)
+    assert hue_plane_coords(red).shape == (1, 2, 8, 8, 8)
+    blind = ColorBlind(ResNet3D(2, base=4, levels=1))
+    rgb = ResNet3D(3, base=4, levels=1)
+    assert torch.allclose(blind(red), blind(green), atol=1e-6)
+    assert not torch.allclose(rgb(red), rgb(green), atol=1e-6)
+    g_red, g_green = (potential_gradient(blind, x) for x in (red, green))
+    assert g_red.abs().max() > 1e-6
+    assert torch.allclose(g_red[:, [1, 0, 2]], g_green, atol=1e-7)
+    off = g_red - hue_plane_project(g_red, red)
+    assert off.abs().max() > 0  # the basis's term: real, and the same at every voxel
+    assert (off - off[:, :, :1, :1, :1]).abs().max() < 1e-9 + 1e-4 * off.abs().max()

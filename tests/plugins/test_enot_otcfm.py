@@ -468,3 +468,44 @@ def test_enot_hue_plane_restricts_both_map_forms():
         cls.make_config({"t_hue_plane": True, "hidden": (8,)}), tiny_problem("vector")[0], CPU
     )
     assert not vector.hue_plane
+
+
+@pytest.mark.parametrize("sid", ["enot", "amortized", "otm"])
+def test_color_blind_potentials_treat_every_color_alike(sid):
+    """`color_blind`: after training steps the potential scores a red sample and the same shape
+    in green (rgby green is red with the first two channels swapped) alike, since it reads
+    hue-plane coordinates; so where the map is a potential's gradient (enot, amortized) mapping
+    the green sample gives the red one's output with the channels swapped: what the map learns
+    of a shape it applies in every color, and a stroke it adds takes the input's own color. The
+    same solver on RGB potentials breaks both; an icnn potential (no longer convex on those
+    coordinates) is refused."""
+    from otzoo.nets.unet3d import ColorBlind
+    from tests.conftest import fit, one_colored_blobs, tensor_batches
+
+    cls = get_solver(sid)
+    info, x, y = one_colored_blobs()
+    tiny, potential = {
+        "enot": ({"voxel_net": "dense", "hidden": (16, 16), "lr_t": 1e-2, "lr_g": 1e-2}, "g"),
+        "amortized": ({"f_base": 4, "f_levels": 1, "h_base": 4, "h_depth": 1, "lr": 1e-2}, "f"),
+        "otm": ({"psi_base": 4, "psi_levels": 1, "t_base": 4, "t_depth": 1}, "psi"),
+    }[sid]
+    red = x[:1]  # sample 0 is red; swapping channels 0 and 1 paints it green
+    green = red[:, [1, 0, 2]]
+    gaps = {}
+    for blind in (False, True):
+        torch.manual_seed(0)
+        solver = cls(cls.make_config({**tiny, "color_blind": blind}), info, CPU)
+        nets = [m for net in solver.modules.values() for m in net.modules()]
+        assert any(isinstance(m, ColorBlind) for m in nets) == blind
+        fit(solver, tensor_batches(x, y, 4), 3)
+        with torch.no_grad():
+            score = solver.modules[potential]
+            gaps[blind] = [float((score(red) - score(green)).abs().max())]
+        if sid != "otm":  # otm's map is a network of its own, not the potential's gradient
+            out_red, out_green = solver.transport(red).detach(), solver.transport(green).detach()
+            assert torch.isfinite(out_red).all() and (out_red - red).abs().max() > 1e-4
+            gaps[blind].append(float((out_red[:, [1, 0, 2]] - out_green).abs().max()))
+    assert max(gaps[True]) < 1e-4 < min(gaps[False]), gaps
+    if sid == "amortized":
+        with pytest.raises(ConfigError, match="color_blind=true .* icnn"):
+            cls(cls.make_config({"color_blind": True, "potential": "icnn"}), info, CPU)
