@@ -269,6 +269,7 @@ def test_enot_quick_takes_dense_potentials_and_a_cosine_run_on_digit_pairs_only(
     run = resolve(cls, "3-5", "quick")
     assert run.solver_config.voxel_net == "dense" and run.train.batch_size == 32
     assert (run.solver_config.g_patch, run.solver_config.expectile) == (24, 1.0)
+    assert run.solver_config.color_blind
     assert (run.train.steps, run.train.lr_schedule) == (4000, "cosine")
     assert resolve(cls, "noise-5:16", "quick").solver_config.voxel_net == "conv"
     assert resolve(cls, "3-5", "tiny").solver_config.voxel_net == "conv"
