@@ -70,24 +70,21 @@ def hue_plane_step(step: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return step[:, :1] * gray + step[:, 1:2] * chroma
 
 
+def hue_plane_coords(v: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+    """Voxels [N, C, ...] -> [N, 2, ...]: each voxel's coordinates along gray and along the mean
+    chroma of x, v itself by default (`hue_plane_basis`). rgby red, green and blue digits of one
+    shape get the same coordinates (their channels are permutations of each other's), yellow ones
+    a brighter gray: a potential read on them learns a shape once for every color."""
+    gray, chroma = hue_plane_basis(v if x is None else x)
+    return torch.cat(
+        [(v * gray).sum(dim=1, keepdim=True), (v * chroma).sum(dim=1, keepdim=True)], 1
+    )
+
+
 def hue_plane_project(move: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Each voxel's move [N, C, ...] projected onto the hue plane of x: for maps whose move is
     not a network's head (a potential's gradient), the same restriction as `hue_plane_step`."""
-    gray, chroma = hue_plane_basis(x)
-    along_gray = (move * gray).sum(dim=1, keepdim=True)
-    along_chroma = (move * chroma).sum(dim=1, keepdim=True)
-    return along_gray * gray + along_chroma * chroma
-
-
-def hue_plane_coords(x: torch.Tensor) -> torch.Tensor:
-    """Voxels [N, C, ...] -> [N, 2, ...]: each voxel's coordinates along gray and along x's own
-    mean chroma (`hue_plane_basis`). rgby red, green and blue digits of one shape get the same
-    coordinates (their channels are permutations of each other's), yellow ones a brighter gray:
-    a potential read on them learns a shape once for every color."""
-    gray, chroma = hue_plane_basis(x)
-    return torch.cat(
-        [(x * gray).sum(dim=1, keepdim=True), (x * chroma).sum(dim=1, keepdim=True)], 1
-    )
+    return hue_plane_step(hue_plane_coords(move, x), x)
 
 
 class ColorBlind(nn.Module):
