@@ -125,12 +125,12 @@ def test_resume_refuses_checkpoint_of_another_solver(tmp_path):
 def test_known_map_pairs_train_on_fresh_draws_and_resume_exactly(tmp_path, monkeypatch):
     """w2:/gauss: pairs sample P and Q anew every batch (as the benchmark does), and the
     sampler's state is checkpointed: 3 + 3 resumed steps equal 6 straight ones."""
-    from otzoo.batches import BatchSampler
+    from otzoo.batches import BlockSampler
 
     drawn: list[torch.Tensor] = []
-    real_x = BatchSampler.x
+    real_x = BlockSampler.x
     monkeypatch.setattr(
-        BatchSampler, "x", lambda self, n=None: drawn.append(real_x(self, n)) or drawn[-1]
+        BlockSampler, "x", lambda self, n=None: drawn.append(real_x(self, n)) or drawn[-1]
     )
 
     def run(steps: int):

@@ -161,10 +161,11 @@ class PairData:
         return out
 
 
-def stream_generator(seed: int, stream: int) -> torch.Generator:
+def stream_generator(seed: int, *stream: int) -> torch.Generator:
     """A torch generator for one named random stream of `seed` (streams are independent, so a
-    new use of randomness gets its own stream number instead of shifting the others)."""
-    hi, lo = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint32)
+    new use of randomness gets its own stream number instead of shifting the others); further
+    numbers name sub-streams (e.g. one per block of fresh samples)."""
+    hi, lo = np.random.SeedSequence([seed, *stream]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed((int(hi) << 31) ^ int(lo))
 
 

@@ -94,6 +94,36 @@ def test_fresh_batches_draw_new_seeded_samples():
     assert torch.equal(b1.x_all, data.x_train) and torch.equal(b1.y_all, data.y_train)
 
 
+def test_fresh_batches_come_in_blocks_whose_state_is_the_rows_served():
+    """Blocks are an implementation detail: any split of the draws gives the same rows, a state
+    saved mid-block or across a block's end re-draws them exactly, and a generator state from
+    an older checkpoint is refused in one line."""
+    from otzoo.batches import BlockSampler, for_pair
+    from otzoo.errors import CheckpointError
+
+    data = load_vector_pair(parse_pair("gauss:3"), seed=0, n_train=32, n_test=8)
+    known = data.known
+
+    def sampler(block: int) -> BlockSampler:
+        return BlockSampler(known.sample_x, known.sample_y, 4, seed=9, block=block)
+
+    straight = sampler(block=5)
+    rows = straight.x(12)
+    split = sampler(block=5)
+    parts = [split.x(3), split.x(), split.x(5)]  # 3 + 4 (the batch size) + 5, across 2 ends
+    assert torch.equal(torch.cat(parts), rows)
+    assert torch.equal(split.x(2), straight.x(2))  # and on after them
+    state = split.state()
+    assert state.tolist() == [14, 0]
+    after = [split.x(7), split.y(6)]
+    split.set_state(state)
+    assert torch.equal(split.x(7), after[0]) and torch.equal(split.y(6), after[1])
+    assert not torch.equal(rows[:6], after[1][:6])  # x and y are separate streams
+    assert isinstance(for_pair(data, 16, seed=5, device=torch.device("cpu")), BlockSampler)
+    with pytest.raises(CheckpointError, match="start the run afresh"):
+        split.set_state(torch.Generator().get_state())
+
+
 @needs_w2
 def test_w2_pair_matches_the_benchmark_map():
     data = load_vector_pair(parse_pair("w2:2"), seed=0, weights_dir=W2_DIR, n_train=256, n_test=64)
