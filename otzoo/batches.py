@@ -2,12 +2,12 @@
 
 A solver's `step` asks for batches with `x(n)` / `y(n)`; every draw comes from one seeded
 generator whose state goes into checkpoints (fresh known-map samples: from seeded blocks, and
-the state is the rows served), so a resumed run draws exactly what an uninterrupted one would. Where the batches come from is a pair of draw functions
-`draw(n, generator) -> Tensor`: random rows of fixed training tensors (digit pairs), or fresh
-samples of a known distribution (the W2 benchmark and Gaussian pairs, as in the benchmark
-papers), and for rotated or point-cloud digits a new random transform of a random training
-digit at every draw (`PairData.fresh`). `x_all` / `y_all` are the fixed training sets, for
-solvers that fit once (discrete OT).
+the state is the rows served), so a resumed run draws exactly what an uninterrupted one would.
+Where the batches come from is a pair of draw functions `draw(n, generator) -> Tensor`: random
+rows of fixed training tensors (digit pairs), or fresh samples of a known distribution (the W2
+benchmark and Gaussian pairs, as in the benchmark papers), and for rotated or point-cloud digits
+a new random transform of a random training digit at every draw (`PairData.fresh`). `x_all` /
+`y_all` are the fixed training sets, for solvers that fit once (discrete OT).
 """
 
 from __future__ import annotations
