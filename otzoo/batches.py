@@ -70,7 +70,8 @@ class BlockSampler(BatchSampler):
     """Fresh samples of a known distribution, served from blocks of `block` rows per side.
     Block k of a side comes from its own generator (seed, side, k), so the state is just the
     rows each side has served: a resumed run, or a solver re-reading its draws from a saved
-    state (otcfm's plan), gets exactly the rows an uninterrupted one would."""
+    state (otcfm's plan), gets exactly the rows an uninterrupted one would. A run checkpointed
+    before the blocks (its state a generator's) resumes on per-batch draws from that state."""
 
     def __init__(
         self,
@@ -87,6 +88,7 @@ class BlockSampler(BatchSampler):
         self.seed, self.block = seed, block
         self.rows = [0, 0]  # rows served: x, y
         self._cached: list[tuple[int, torch.Tensor] | None] = [None, None]
+        self.per_batch = False  # set by an older checkpoint's generator state
 
     def _block(self, side: int, k: int) -> torch.Tensor:
         cached = self._cached[side]
@@ -97,6 +99,8 @@ class BlockSampler(BatchSampler):
         return cached[1]
 
     def _serve(self, side: int, n: int | None) -> torch.Tensor:
+        if self.per_batch:
+            return self._take((self.draw_x, self.draw_y)[side], n)
         start, n = self.rows[side], n or self.batch_size
         self.rows[side] += n
         parts = []
@@ -115,15 +119,22 @@ class BlockSampler(BatchSampler):
         return self._serve(1, n)
 
     def state(self) -> torch.Tensor:
+        if self.per_batch:
+            return self.generator.get_state()
         return torch.tensor(self.rows, dtype=torch.int64)
 
     def set_state(self, state: torch.Tensor) -> None:
-        if state.dtype != torch.int64 or state.shape != (2,):
+        if state.dtype == torch.uint8:  # a generator's state: a run from before the blocks
+            self.generator.set_state(state)
+            self.per_batch = True
+        elif state.dtype == torch.int64 and state.shape == (2,):
+            self.rows, self.per_batch = [int(v) for v in state], False
+        else:
             raise CheckpointError(
-                "this checkpoint's batch state comes from an older otzoo (a generator state, "
-                "not the two row counters of fresh known-map samples); start the run afresh"
+                f"the checkpoint's batch state is a {state.dtype} tensor of shape "
+                f"{list(state.shape)}, neither two row counters nor a generator state; "
+                "resume from a checkpoint otzoo wrote, or start the run afresh"
             )
-        self.rows = [int(v) for v in state]
 
 
 def rows_of(data: torch.Tensor) -> Draw:

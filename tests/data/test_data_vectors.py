@@ -96,8 +96,9 @@ def test_fresh_batches_draw_new_seeded_samples():
 
 def test_fresh_batches_come_in_blocks_whose_state_is_the_rows_served():
     """Blocks are an implementation detail: any split of the draws gives the same rows, a state
-    saved mid-block or across a block's end re-draws them exactly, and a generator state from
-    an older checkpoint is refused in one line."""
+    saved mid-block or across a block's end re-draws them exactly, a generator state from a
+    checkpoint written before the blocks resumes the per-batch draws it was taking, and any
+    other state is refused in one line."""
     from otzoo.batches import BlockSampler, for_pair
     from otzoo.errors import CheckpointError
 
@@ -120,8 +121,13 @@ def test_fresh_batches_come_in_blocks_whose_state_is_the_rows_served():
     assert torch.equal(split.x(7), after[0]) and torch.equal(split.y(6), after[1])
     assert not torch.equal(rows[:6], after[1][:6])  # x and y are separate streams
     assert isinstance(for_pair(data, 16, seed=5, device=torch.device("cpu")), BlockSampler)
-    with pytest.raises(CheckpointError, match="start the run afresh"):
-        split.set_state(torch.Generator().get_state())
+    old = torch.Generator().manual_seed(4)  # the sampler before the blocks: one generator
+    old_state = old.get_state()
+    expected = known.sample_x(4, old)
+    split.set_state(old_state)
+    assert torch.equal(split.x(), expected) and torch.equal(split.state(), old.get_state())
+    with pytest.raises(CheckpointError, match="neither two row counters nor a generator state"):
+        split.set_state(torch.zeros(3, dtype=torch.int64))
 
 
 @needs_w2
