@@ -85,6 +85,7 @@ class BlockSampler(BatchSampler):
         block: int = BLOCK_ROWS,
     ) -> None:
         super().__init__(draw_x, draw_y, batch_size, torch.Generator(), x_all, y_all, device)
+        self.draws = (draw_x, draw_y)
         self.seed, self.block = seed, block
         self.rows = [0, 0]  # rows served: x, y
         self._cached: list[tuple[int, torch.Tensor] | None] = [None, None]
@@ -94,13 +95,14 @@ class BlockSampler(BatchSampler):
         cached = self._cached[side]
         if cached is None or cached[0] != k:
             gen = stream_generator(self.seed, FRESH_STREAM, side, k)
-            cached = (k, (self.draw_x, self.draw_y)[side](self.block, gen))
+            rows = self.draws[side](self.block, gen)
+            cached = (k, rows if self.device is None else rows.to(self.device))  # once a block
             self._cached[side] = cached
         return cached[1]
 
     def _serve(self, side: int, n: int | None) -> torch.Tensor:
         if self.per_batch:
-            return self._take((self.draw_x, self.draw_y)[side], n)
+            return self._take(self.draws[side], n)
         start, n = self.rows[side], n or self.batch_size
         self.rows[side] += n
         parts = []
@@ -109,8 +111,7 @@ class BlockSampler(BatchSampler):
             take = min(n, self.block - offset)
             parts.append(self._block(side, k)[offset : offset + take])
             start, n = start + take, n - take
-        out = torch.cat(parts)  # a copy: no caller holds a view of the cached block
-        return out if self.device is None else out.to(self.device)
+        return torch.cat(parts)  # a copy: no caller holds a view of the cached block
 
     def x(self, n: int | None = None) -> torch.Tensor:
         return self._serve(0, n)
