@@ -121,7 +121,7 @@ def build_potential(c: AmortizedConfig, info: PairInfo) -> nn.Module:
     """f with grad f exactly the identity at init (mlp) or an ICNN to pre-train (icnn).
     `color_blind` (mlp, colored voxels): the net reads hue-plane coordinates (`ColorBlind`)."""
     voxel = info.kind == "voxel"
-    blind = voxel and c.color_blind and info.x_shape[0] > 1
+    blind = ColorBlind.applies(info.kind, info.x_shape[0], c.color_blind)
     if blind and c.potential == "icnn":
         raise ConfigError(
             "color_blind=true reads voxels in coordinates that depend on the input's color, "

@@ -109,7 +109,7 @@ def potential_net(
     of `patch` features per 2^3 patch when `patch` > 0. `color_blind` (colored voxels): the
     net reads each voxel's hue-plane coordinates (`ColorBlind`)."""
     channels = info.y_shape[0]
-    if info.kind == "voxel" and color_blind and channels > 1:
+    if ColorBlind.applies(info.kind, channels, color_blind):
         coords = PairInfo(info.kind, (2, *info.x_shape[1:]), (2, *info.y_shape[1:]))
         return ColorBlind(
             potential_net(coords, base, levels, hidden, norm, activation, context, voxel_net, patch)

@@ -97,6 +97,12 @@ class ColorBlind(nn.Module):
         super().__init__()
         self.net = net
 
+    @staticmethod
+    def applies(kind: str, channels: int, color_blind: bool) -> bool:
+        """The one rule for when a `color_blind` setting wraps a potential: colored voxels only
+        (vectors and one-channel grids have no hue plane)."""
+        return color_blind and kind == "voxel" and channels > 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(hue_plane_coords(x))
 
