@@ -510,3 +510,26 @@ def test_color_blind_potentials_treat_every_color_alike(sid):
     if sid == "amortized":
         with pytest.raises(ConfigError, match="color_blind=true .* icnn"):
             cls(cls.make_config({"color_blind": True, "potential": "icnn"}), info, CPU)
+
+
+@pytest.mark.parametrize("sid", ["enot", "amortized", "otm"])
+def test_color_blind_leaves_gray_grids_and_vectors_unwrapped(sid):
+    """A one-channel grid or a vector has no hue plane: `color_blind` wraps no potential there
+    (one rule, `ColorBlind.applies`, for every solver that takes the key)."""
+    from otzoo.nets.unet3d import ColorBlind
+
+    cls = get_solver(sid)
+    tiny = {
+        "enot": {"voxel_net": "dense", "hidden": (8,)},
+        "amortized": {"f_base": 4, "f_levels": 1, "h_base": 4, "h_depth": 1, "hidden": (8,)},
+        "otm": {"psi_base": 4, "psi_levels": 1, "t_base": 4, "t_depth": 1, "hidden": (8,)},
+    }[sid]
+    cases = {
+        PairInfo("voxel", (3, 8, 8, 8), (3, 8, 8, 8)): True,
+        PairInfo("voxel", (1, 8, 8, 8), (1, 8, 8, 8)): False,
+        PairInfo("vector", (3,), (3,)): False,
+    }
+    for info, wrapped in cases.items():
+        solver = cls(cls.make_config({**tiny, "color_blind": True}), info, CPU)
+        nets = [m for net in solver.modules.values() for m in net.modules()]
+        assert any(isinstance(m, ColorBlind) for m in nets) == wrapped, info
