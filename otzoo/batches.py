@@ -85,24 +85,21 @@ class BlockSampler(BatchSampler):
         block: int = BLOCK_ROWS,
     ) -> None:
         super().__init__(draw_x, draw_y, batch_size, torch.Generator(), x_all, y_all, device)
-        self.draws = (draw_x, draw_y)
         self.seed, self.block = seed, block
         self.rows = [0, 0]  # rows served: x, y
         self._cached: list[tuple[int, torch.Tensor] | None] = [None, None]
-        self.per_batch = False  # set by an older checkpoint's generator state
+        self.per_batch = False  # an older checkpoint's generator state: BatchSampler's draws
 
     def _block(self, side: int, k: int) -> torch.Tensor:
         cached = self._cached[side]
         if cached is None or cached[0] != k:
             gen = stream_generator(self.seed, FRESH_STREAM, side, k)
-            rows = self.draws[side](self.block, gen)
+            rows = (self.draw_x, self.draw_y)[side](self.block, gen)
             cached = (k, rows if self.device is None else rows.to(self.device))  # once a block
             self._cached[side] = cached
         return cached[1]
 
     def _serve(self, side: int, n: int | None) -> torch.Tensor:
-        if self.per_batch:
-            return self._take(self.draws[side], n)
         start, n = self.rows[side], n or self.batch_size
         self.rows[side] += n
         parts = []
@@ -114,19 +111,19 @@ class BlockSampler(BatchSampler):
         return torch.cat(parts)  # a copy: no caller holds a view of the cached block
 
     def x(self, n: int | None = None) -> torch.Tensor:
-        return self._serve(0, n)
+        return super().x(n) if self.per_batch else self._serve(0, n)
 
     def y(self, n: int | None = None) -> torch.Tensor:
-        return self._serve(1, n)
+        return super().y(n) if self.per_batch else self._serve(1, n)
 
     def state(self) -> torch.Tensor:
         if self.per_batch:
-            return self.generator.get_state()
+            return super().state()
         return torch.tensor(self.rows, dtype=torch.int64)
 
     def set_state(self, state: torch.Tensor) -> None:
         if state.dtype == torch.uint8:  # a generator's state: a run from before the blocks
-            self.generator.set_state(state)
+            super().set_state(state)
             self.per_batch = True
         elif state.dtype == torch.int64 and state.shape == (2,):
             self.rows, self.per_batch = [int(v) for v in state], False

@@ -136,7 +136,8 @@ class ENOT(Solver):
         10 min: 0.87 target accuracy against 0.46 for the network map; the one-way gradient form
         0.26 at 3 min against 0.57). Vectors beyond tiny: 3 x 256 potentials, lr 1e-3 with a
         cosine decay; 34,000 steps of batch 256 below dim 16, 50,000 of batch 128 from 16 on
-        (8-9 CPU min per W2 cell on one thread). Measured on the W2 benchmark (seed 0, UVP %,
+        (7.6-9.1 CPU min per W2 cell on one thread of an Intel Xeon, 10.9-12.1 on a slower
+        AMD EPYC). Measured on the W2 benchmark (seed 0, UVP %,
         dim 8 unless said; benchmarks/w2_bench.md): network map 10.5, one-way gradient 5.72,
         bidirectional 1.9 (10k steps, 3 x 128); 40k steps 3 x 128: 0.559 (dim 16 1.31, dim 32
         3.57); 28k steps 3 x 256: 0.574 (dim 32 2.44). Batch 128 at
@@ -146,7 +147,7 @@ class ENOT(Solver):
         0: 0.0472 / 0.263 / 0.532 / 0.554 / 1.53 against 0.0483 / 0.283 / 0.574 / 0.735 / 1.67;
         seed 1: 0.0612 / 0.286 / 0.549 / 0.670 / 1.69 against 0.0562 / 0.291 / 0.553 / 0.794 /
         1.99 (weight 0.1 at dim 4, seed 0: 0.272). 34,000 steps instead of 28,000 once a step
-        cost 15% less (Intel Xeon, 2026-12-07, seeds 0 / 1, 8.3-9.1 CPU min): dims 2 / 4 / 8
+        cost 16% less (Intel Xeon, 2026-12-07, seeds 0 / 1, 8.3-9.1 CPU min): dims 2 / 4 / 8
         0.0520 / 0.252 / 0.467 and 0.0555 / 0.263 / 0.490. Digit
         pairs, quick: the map's hue plane (3-5, 10 min, one thread, AMD, 2026-12-04, seeds 0 /
         1: purity 0.915 / 0.891 against 0.840 / 0.830, target accuracy 0.87 / 0.90 against
