@@ -62,7 +62,7 @@ class Cell:
     steps: int
     wall_s: float
     cpu_s: float
-    status: str  # "ok" | "time budget" | "diverged"
+    status: str  # "ok" | "cpu budget" (ended there, its decay complete) | "diverged"
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -159,10 +159,12 @@ def baselines(pair: KnownMapPair, seed: int) -> dict[str, dict[str, float]]:
 def train_cell(
     run: RunConfig,
     data: VectorPairData,
-    time_budget_s: float | None = None,
+    cpu_budget_s: float | None = None,
     on_step: OnStep | None = None,
 ) -> Cell:
-    """Train one solver on one pair with fresh batches, then score its map exactly."""
+    """Train one solver on one pair with fresh batches, then score its map exactly.
+    `cpu_budget_s`: the steps' CPU seconds at most, a cosine decay fitted to end there
+    (`run_steps`), so a cell's budget holds on a slower machine at the price of steps."""
     device = resolve_device(run.train.device)
     seed_everything(run.seed)
     solver = build_solver(run, data, device)
@@ -178,7 +180,7 @@ def train_cell(
             amp=amp,
             lr_decay_steps=run.train.decay_steps(),
             on_step=on_step,
-            time_budget_s=time_budget_s,
+            cpu_budget_s=cpu_budget_s,
         )
         status = "ok" if result.stopped == "done" else result.stopped
     except Diverged:
@@ -197,11 +199,11 @@ def train_cell(
 
 
 def _train_with_bar(
-    run: RunConfig, data: VectorPairData, budget_s: float | None, label: str, console: Any
+    run: RunConfig, data: VectorPairData, cpu_budget_s: float | None, label: str, console: Any
 ) -> Cell:
     """train_cell with progress (`console` None: silent)."""
     with StepProgress(label, run.train.steps, enabled=console is not None, console=console) as bar:
-        return train_cell(run, data, budget_s, lambda info: bar.update(info.step, info.losses))
+        return train_cell(run, data, cpu_budget_s, lambda info: bar.update(info.step, info.losses))
 
 
 def run_w2_bench(
@@ -210,7 +212,7 @@ def run_w2_bench(
     weights: Path,
     out: Path,
     steps: int | None = None,
-    time_budget_min: float | None = None,
+    cpu_budget_min: float | None = None,
     seed: int = 0,
     sets: list[str] | None = None,
     command: str = "",
@@ -223,8 +225,8 @@ def run_w2_bench(
     """
     from rich.console import Console
 
-    if time_budget_min is not None and not time_budget_min > 0:
-        raise ConfigError(f"--time-budget {time_budget_min}: use a positive number of minutes")
+    if cpu_budget_min is not None and not cpu_budget_min > 0:
+        raise ConfigError(f"--cpu-budget {cpu_budget_min}: use a positive number of minutes")
     if steps is not None and steps < 1:
         raise ConfigError(f"--steps {steps}: use a positive number of steps")
     runs = resolve_cells(solvers, dims, sets or [], steps, seed)
@@ -234,7 +236,7 @@ def run_w2_bench(
         raise ConfigError(f"{out}: already holds a benchmark (uvp.json); choose another --out")
     check_out_path(out)
     console = Console()
-    budget_s = None if time_budget_min is None else 60.0 * time_budget_min
+    budget_s = None if cpu_budget_min is None else 60.0 * cpu_budget_min
     cells: list[Cell] = []
     base: dict[str, dict[int, dict[str, float]]] = {"[ID]": {}, "[L]": {}}
     n_cells, k = len(dims) * len(solvers), 0

@@ -193,9 +193,13 @@ def bench_w2(
         typer.Option("--weights", help="w2bench-mix3tomix10 folder (default: $OTZOO_W2BENCH_DIR)."),
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Outer steps per cell.")] = None,
-    time_budget: Annotated[
+    cpu_budget: Annotated[
         float | None,
-        typer.Option("--time-budget", help="Training minutes per cell (time in steps; a cap)."),
+        typer.Option(
+            "--cpu-budget",
+            help="CPU minutes of training steps per cell, at most; a cosine lr decay is "
+            "fitted to end there when the steps would take longer.",
+        ),
     ] = None,
     seed: SeedOpt = 0,
     out: Annotated[
@@ -228,7 +232,7 @@ def bench_w2(
             weights,
             out,
             steps=steps,
-            time_budget_min=time_budget,
+            cpu_budget_min=cpu_budget,
             seed=seed,
             sets=list(sets or []),
             command=command,

@@ -129,12 +129,12 @@ def test_solver_without_vector_tag_is_refused():
 
 
 def test_untrained_residual_map_scores_as_the_identity():
-    """A zero time budget trains nothing; NOT's residual map is then exactly the identity."""
+    """A zero CPU budget trains nothing; NOT's residual map is then exactly the identity."""
     spec = parse_pair("gauss:3")
     data = load_vector_pair(spec, seed=0, n_train=64, n_test=8)
     run = resolve(get_solver("not"), "gauss:3", "tiny", {"steps": 50}, seed=0)
-    cell = train_cell(run, data, time_budget_s=0.0)
-    assert (cell.steps, cell.status) == (0, "time budget")
+    cell = train_cell(run, data, cpu_budget_s=0.0)
+    assert (cell.steps, cell.status) == (0, "cpu budget")
     ident = baselines(data.known, seed=0)["[ID]"]
     assert cell.uvp == pytest.approx(ident["l2_uvp"], rel=1e-6)
 

@@ -126,6 +126,47 @@ def test_cosine_schedule_decays_and_resumes(sid):
     assert lrs == pytest.approx([b * cosine_factor(3, 4) for b in base])
 
 
+def test_a_cpu_budget_ends_the_cosine_decay_where_it_stops_the_run(monkeypatch):
+    """With `cpu_budget_s` the decay's progress is the larger of the step share and the budget
+    share: a run the budget cuts at 4 of 100 steps ends at the schedule's low lr, and a run its
+    steps end first keeps the step schedule (the CPU clock is faked: 0.5 s a step)."""
+    import time
+
+    import torch
+
+    from otzoo.data.benchmarks import gaussian_pair
+    from otzoo.loop import cosine_factor, run_steps
+    from otzoo.solver import PairInfo
+    from tests.conftest import pair_batches
+
+    cls = get_solver("not")
+    config = resolve(cls, "gauss:2", "tiny").solver_config
+    info = PairInfo(kind="vector", x_shape=(2,), y_shape=(2,))
+    batches = pair_batches(gaussian_pair(2, seed=0), 16)
+    for budget, decay, steps, stopped, factors in [
+        (2.0, 100, 4, "cpu budget", [cosine_factor(0, 100, done=k / 4) for k in range(4)]),
+        (100.0, 3, 3, "done", [cosine_factor(k, 3) for k in range(3)]),
+    ]:
+        clock = iter(0.5 * k for k in range(10_000))
+        monkeypatch.setattr(time, "process_time", lambda clock=clock: next(clock))
+        torch.manual_seed(0)
+        solver = cls(config, info, torch.device("cpu"))
+        group = solver.optimizers["T"].param_groups[0]
+        base, seen = group["lr"], []
+        result = run_steps(
+            solver,
+            batches,
+            decay,
+            lr_decay_steps=decay,
+            cpu_budget_s=budget,
+            on_step=lambda _, seen=seen, group=group: seen.append(group["lr"]),
+        )
+        assert result.steps_done == steps
+        assert result.stopped == stopped
+        assert seen == pytest.approx([base * f for f in factors])
+    assert cosine_factor(3, 100) > 0.99 and cosine_factor(3, 100, done=0.75) < 0.15  # the fit
+
+
 def test_the_resolved_config_does_not_depend_on_the_machine(monkeypatch):
     """The tuned settings are the same on a CPU and with CUDA: no device-dependent batch."""
     cpu = [resolve(get_solver(s), p, "quick") for s in ("not", "otm") for p in ("3-5", "w2:8")]
