@@ -256,6 +256,11 @@ def solve_conjugate(
     return ConjugateResult(x.view_as(y).detach(), norms, it, converged, problem.evaluations)
 
 
+def batch_dot(a: Tensor, b: Tensor) -> Tensor:
+    """<a_i, b_i> per sample, over every element (the correlation form's cost, -<x, y>)."""
+    return (a * b).flatten(1).sum(dim=1)
+
+
 def sq_dist(a: Tensor, b: Tensor) -> Tensor:
     """Mean over the batch of ||a - b||^2, summed over every element of a sample (the cycle
     and regression losses of gradient-map solvers)."""

@@ -25,7 +25,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from otzoo.conjugate import CONJUGATE_SOLVERS, fit_identity, solve_conjugate, sq_dist
+from otzoo.conjugate import (
+    CONJUGATE_SOLVERS,
+    batch_dot,
+    fit_identity,
+    solve_conjugate,
+    sq_dist,
+)
 from otzoo.data.pairs import DataConfig
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
@@ -167,10 +173,6 @@ def build_amortizer(c: AmortizedConfig, info: PairInfo) -> nn.Module:
     return MLP(info.y_dim, info.y_dim, hidden=_widths(c.h_hidden, info.y_dim), residual=True)
 
 
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).flatten(1).sum(dim=1)
-
-
 class Amortized(Solver):
     summary = "Amortized-conjugate dual OT (Amos 2023): potential f, predicted + L-BFGS conjugate"
     tags = frozenset({"voxel", "vector", "neural"})
@@ -299,7 +301,7 @@ class Amortized(Solver):
         if kind == "regression":
             return sq_dist(x_pred, x_hat)
         if kind == "objective":
-            return (self.f(x_pred) - _dot(x_pred, y)).mean()
+            return (self.f(x_pred) - batch_dot(x_pred, y)).mean()
         return sq_dist(potential_gradient(self.f, x_pred, create_graph=True), y)
 
     def step(self, batches: Batches) -> dict[str, float]:
@@ -318,7 +320,7 @@ class Amortized(Solver):
         self.f.requires_grad_(False)  # the amortization loss trains H only
         amort = self._amortization_loss(x_pred, x_hat, y)
         self.f.requires_grad_(True)
-        loss_f = self.f(x).mean() + (_dot(x_hat, y) - self.f(x_hat)).mean()
+        loss_f = self.f(x).mean() + (batch_dot(x_hat, y) - self.f(x_hat)).mean()
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         (loss_f + amort).backward()

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from otzoo.conjugate import batch_dot
 from otzoo.data.pairs import DataConfig
 from otzoo.data.spec import PairSpec
 from otzoo.data.vectors import vector_dim
@@ -108,10 +109,6 @@ class _VectorMap(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
-
-
-def _dot(x: Tensor, y: Tensor) -> Tensor:
-    return (x * y).flatten(1).sum(dim=1)
 
 
 class ENOT(Solver):
@@ -325,10 +322,10 @@ class ENOT(Solver):
         t = self._gradient_map(mapper, x, create_graph=True)
         tb = t.detach()
         value_t, value_y = valuer(torch.cat([tb, y])).split(len(x))  # one call: ~6% of a step
-        g_star = value_t - _dot(x, tb) / s
-        loss_g, dual, regulariser = self._dual_loss(-value_y, g_star, -_dot(x, y) / s)
+        g_star = value_t - batch_dot(x, tb) / s
+        loss_g, dual, regulariser = self._dual_loss(-value_y, g_star, -batch_dot(x, y) / s)
         valuer.requires_grad_(False)  # the map's loss sees the value potential frozen
-        loss_t = (valuer(t) - _dot(x, t) / s).mean()
+        loss_t = (valuer(t) - batch_dot(x, t) / s).mean()
         valuer.requires_grad_(True)
         return loss_t, loss_g, dual, regulariser
 

@@ -47,6 +47,7 @@ def judge16(judge8_cache):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a few minutes of training, after the judge's ~3 in the first case
 @pytest.mark.parametrize("solver_id", list(STEPS))
 def test_neural_solver_maps_threes_to_fives(solver_id, judge16, tmp_path):
     from otzoo.data import load_pair
