@@ -26,7 +26,7 @@ from otzoo.evaluate import evaluate_solver
 from otzoo.judge import get_judge
 from otzoo.loop import Diverged, StepInfo, run_steps
 from otzoo.registry import build_solver, get_solver
-from otzoo.runtime import resolve_device, seed_everything, torch_threads
+from otzoo.runtime import machine_summary, resolve_device, seed_everything, torch_threads
 from otzoo.select import MapSelector
 from otzoo.train import amp_dtype
 from otzoo.warm_start import load_init
@@ -151,7 +151,9 @@ def main() -> None:
     except OtzooError as err:  # a bad --threads, --set or --init-from: one line, exit status 2
         p.error(str(err))
     keys = ["reached_min", "steps", "swing", "selected_step", *SUMMARY]
-    print("\n| solver | seed | " + " | ".join(keys) + " |")
+    device = str(resolve_device(a.device or "auto"))
+    print(f"\nmachine: {machine_summary(device)}")  # rows do not carry across CPU kinds
+    print("| solver | seed | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 2) + "|")
     for (sid, seed), r in rows.items():
         print(f"| {sid} | {seed} | " + " | ".join(f"{r[k]:.4g}" for k in keys) + " |")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from otzoo.batches import for_pair
-from otzoo.bench_outputs import FIT_SAMPLES, machine_summary, rich_table, write_outputs
+from otzoo.bench_outputs import FIT_SAMPLES, rich_table, write_outputs
 from otzoo.config import RunConfig, parse_overrides, resolve
 from otzoo.data.benchmarks import KnownMapPair, linear_bures_map
 from otzoo.data.pairs import DataConfig
@@ -35,6 +35,7 @@ from otzoo.registry import build_solver, get_solver
 from otzoo.runtime import (
     atomic_write_json,
     check_out_path,
+    machine_summary,
     resolve_device,
     seed_everything,
 )

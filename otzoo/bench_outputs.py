@@ -3,13 +3,9 @@ Markdown), each cell's cost, the settings, uvp.json / results.json, and the UVP 
 
 from __future__ import annotations
 
-import os
-import platform
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import torch
 
 from otzoo.data.benchmarks import BEST_PUBLISHED, PUBLISHED
 from otzoo.evaluate import UVP_SAMPLES, UVP_SEED
@@ -21,22 +17,6 @@ if TYPE_CHECKING:
     from otzoo.bench import BenchResult, Cell
 
 FIT_SAMPLES = 2**14  # samples of P and Q the [L] baseline is fitted on
-
-
-def machine_summary(device: str = "cpu") -> str:
-    """One line: CPU model, cores, torch threads and version, device."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{model}, {os.cpu_count()} logical cores, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, device {device}"
-    )
 
 
 def _fmt(v: float | None) -> str:

@@ -19,7 +19,7 @@ from otzoo.evaluate import apply_map
 from otzoo.judge import weakest_digits
 from otzoo.report import json_safe, markdown_table, metrics_csv
 from otzoo.runs import read_loss_curves
-from otzoo.runtime import atomic_write_bytes, atomic_write_json, seeded_rng
+from otzoo.runtime import atomic_write_bytes, atomic_write_json, machine_summary, seeded_rng
 from otzoo.viz import TITLE_SEPARATOR, save_grid_png, save_loss_png, views_for
 
 if TYPE_CHECKING:
@@ -149,6 +149,7 @@ def render_report(result: CompareResult, entries: list[Entry], pictures: list[st
     parts += [
         "## Settings\n",
         f"- seed: {result.seed}; torch CPU threads: {torch.get_num_threads()}",
+        f"- machine: {machine_summary(str(entries[0].solver.device) if entries else 'cpu')}",
     ]
     parts.append(f"- data: {json.dumps(dataclasses.asdict(data_cfg))}")
     for e in entries:

@@ -174,7 +174,9 @@ def test_threads_apply_to_the_run_and_are_restored(tmp_path):
 
     before = torch.get_num_threads()
     compare(tiny_request(tmp_path / "t", solvers=("not",), threads=before + 1), log=quiet)
-    assert f"torch CPU threads: {before + 1}" in (tmp_path / "t" / "report.md").read_text()
+    report = (tmp_path / "t" / "report.md").read_text()
+    assert f"torch CPU threads: {before + 1}" in report
+    assert f"with {before + 1} threads, device cpu" in report  # the machine line, in the run
     assert torch.get_num_threads() == before
     with pytest.raises(ConfigError, match="--threads -1"):
         compare(tiny_request(tmp_path / "z", threads=-1), log=quiet)

@@ -168,3 +168,19 @@ def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path):
     res = run_cli("train", "--resume", "--steps", "4", "--out", str(out), "--quiet")
     assert res.returncode == 0, res.stderr
     assert load_checkpoint(list_checkpoints(out)[-1])["step"] == 4 and not (out / ".lock").exists()
+
+
+def test_the_machine_line_names_the_widest_vector_unit(monkeypatch):
+    """CPUs of one model name differ in their vector units (and so in speed and rounding):
+    the line every benchmark prints names the widest one /proc/cpuinfo lists."""
+    from pathlib import Path
+
+    from otzoo.runtime import machine_summary
+
+    for flags, unit in [("fpu avx2 avx512f", "avx512f"), ("fpu avx2 amx_tile", "amx_tile")]:
+        text = f"model name\t: Some EPYC\nflags\t\t: {flags}\n"
+        monkeypatch.setattr(Path, "read_text", lambda self, *a, text=text, **k: text)
+        assert machine_summary().startswith(f"Some EPYC ({unit}), ")
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "model name : Old\nflags : fpu\n")
+    assert machine_summary("cuda:0").startswith("Old (no avx2), ")
+    assert machine_summary("cuda:0").endswith("device cuda:0")
