@@ -16,6 +16,7 @@ from otzoo.bench import (
     bench_overrides,
     parse_dims,
     resolve_cells,
+    run_w2_bench,
     train_cell,
     write_outputs,
 )
@@ -242,3 +243,10 @@ def test_published_table_has_the_larger_dimensions():
     """A user who runs dim 64 or 128 sees what to compare with."""
     assert BEST_PUBLISHED[64] == 2.08 and BEST_PUBLISHED[128] == 0.67
     assert "128" not in str(PUBLISHED["[MM:R] reversed minimax (NOT/OTM form)"].keys())  # diverged
+
+
+@pytest.mark.parametrize("minutes", [0.0, -1.0, float("nan")])
+def test_a_cpu_budget_that_is_not_positive_is_refused_before_anything_is_written(tmp_path, minutes):
+    with pytest.raises(ConfigError, match="--cpu-budget") as err:
+        run_w2_bench(["not"], [2], tmp_path, tmp_path / "o", cpu_budget_min=minutes)
+    assert "\n" not in str(err.value) and not (tmp_path / "o").exists()
