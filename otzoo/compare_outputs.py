@@ -146,10 +146,11 @@ def render_report(result: CompareResult, entries: list[Entry], pictures: list[st
     ]
     for name, note in result.notes.items():
         parts.append(f"- **{name}**: {note}\n")
+    devices = (str(e.solver.device) for e in entries if e.solver is not None)
     parts += [
         "## Settings\n",
         f"- seed: {result.seed}; torch CPU threads: {torch.get_num_threads()}",
-        f"- machine: {machine_summary(str(entries[0].solver.device) if entries else 'cpu')}",
+        f"- machine: {machine_summary(next(devices, 'cpu'))}",
     ]
     parts.append(f"- data: {json.dumps(dataclasses.asdict(data_cfg))}")
     for e in entries:
