@@ -1,7 +1,8 @@
 """Slow: every neural solver maps 3D threes to fives on the task its quick preset was tuned for
 (3-5, 16^3 voxels, 400 digits per side, seed 0), judged by the default judge (trained once in
-the session, ~3 CPU minutes). ~45 CPU minutes in all on a 2-core AMD EPYC (2026-12-07; 2-5 a
-solver, otcfm 13 with its evaluation). Run before a release and by anyone changing a solver:
+the session, ~3 CPU minutes). ~45 CPU minutes in all on a 2-core AMD EPYC without AVX-512
+(2026-12-07; 2-5 a solver, `otcfm` 13: its step ran ~3x slower there than in the benchmark runs
+it was tuned with). Run before a release and by anyone changing a solver:
 
     .venv/bin/python -m pytest -m slow tests/test_voxel_learning.py -n 2
 
@@ -23,8 +24,8 @@ from otzoo.evaluate import evaluate, evaluate_solver
 from otzoo.registry import get_solver
 from otzoo.train import train
 
-# Steps per solver (one thread, 2026-12-07, AMD EPYC): about the training minutes at which each
-# quick preset passed 0.95 on seeds 0 / 1, plus a margin. Minutes on that machine in brackets.
+# Steps per solver: about the training minutes at which each quick preset passed 0.95 on seeds
+# 0 / 1 in the benchmark runs, plus a margin; in brackets the minutes that makes at those rates.
 STEPS = {
     "not": 500,  # (3.5) 0.95 at 3.0 min, ~145 steps a minute
     "not-weak": 450,  # (4.6) 0.95 at 4.0 min, ~100 a minute
@@ -32,7 +33,7 @@ STEPS = {
     "w2gn": 350,  # (3) its whole preset: 300 of identity pre-training, then the pair
     "amortized": 200,  # (4.6) 0.95 at 2-4 min of a 650-step cosine; here the decay spans 200
     "enot": 1500,  # (1.6) 0.95 at 1-2 min of a 4,000-step cosine; here it spans 1,500
-    "otcfm": 600,  # (3.8) 0.95 at 3.0 min, ~160 a minute
+    "otcfm": 600,  # 0.95 at 3.0 min at ~160 a minute (docs/results.md); here ~47: 13 min
 }
 MIN_ACCURACY = 0.80
 
