@@ -152,21 +152,22 @@ JUDGE_SETTINGS = {
 
 
 @pytest.fixture(scope="session")
-def judge8_cache(tmp_path_factory) -> Path:
-    """$OTZOO_CACHE for the small judge: one folder for the session, shared by the xdist
-    workers, so it is usually trained once in all."""
+def judge_cache(tmp_path_factory) -> Path:
+    """$OTZOO_CACHE for the judges tests train (the small `judge8`; the slow tests' default
+    one): one folder for the session, shared by the xdist workers, so each is usually trained
+    once in all."""
     root = tmp_path_factory.getbasetemp()
     return (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "judge-cache"
 
 
 @pytest.fixture(scope="session")
-def judge8(judge8_cache):
+def judge8(judge_cache):
     """The small discriminating judge (see JUDGE_SETTINGS), trained once and cached."""
     from otzoo.data import DataConfig
     from otzoo.judge import JudgeConfig, get_judge
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OTZOO_CACHE", str(judge8_cache))
+        mp.setenv("OTZOO_CACHE", str(judge_cache))
         return get_judge(DataConfig(**JUDGE_DATA_SETTINGS), 0, JudgeConfig(**JUDGE_SETTINGS))
 
 

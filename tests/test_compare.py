@@ -225,7 +225,7 @@ class _AllBatches:
 
 
 def test_a_baseline_that_maps_threes_to_fives_beats_the_identity(
-    tmp_path, monkeypatch, judge8, judge8_cache
+    tmp_path, monkeypatch, judge8, judge_cache
 ):
     """With a judge that discriminates (judge8, reused from its cache through the same key),
     the harness scores a real 3 -> 5 map far above the identity row, and the real target row
@@ -233,7 +233,7 @@ def test_a_baseline_that_maps_threes_to_fives_beats_the_identity(
     from otzoo.judge import JudgeConfig
     from tests.conftest import JUDGE_DATA_SETTINGS, JUDGE_SETTINGS
 
-    monkeypatch.setenv("OTZOO_CACHE", str(judge8_cache))
+    monkeypatch.setenv("OTZOO_CACHE", str(judge_cache))
     sets = tuple(f"{k}={v}" for k, v in JUDGE_DATA_SETTINGS.items())
     req = tiny_request(tmp_path / "j", solvers=("pot-sinkhorn",), sets=sets)
     res = compare(dataclasses.replace(req, judge=JudgeConfig(**JUDGE_SETTINGS)), log=quiet)

@@ -39,13 +39,13 @@ MIN_ACCURACY = 0.80
 
 
 @pytest.fixture(scope="session")
-def judge16(judge8_cache):
-    """The default judge of the 3-5 data, trained once for the session (shared by workers)."""
+def judge16(judge_cache):
+    """The default judge of the 3-5 data, cached for the session in the workers' shared folder."""
     from otzoo.data import DataConfig
     from otzoo.judge import get_judge
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OTZOO_CACHE", str(judge8_cache))
+        mp.setenv("OTZOO_CACHE", str(judge_cache))
         return get_judge(DataConfig(), 0)
 
 
