@@ -134,8 +134,9 @@ class ENOT(Solver):
         0.26 at 3 min against 0.57). Vectors beyond tiny: 3 x 256 potentials, lr 1e-3 with a
         cosine decay; 34,000 steps of batch 256 below dim 16, 50,000 of batch 128 from 16 on
         (7.6-9.1 CPU min per W2 cell on one thread of an Intel Xeon, 10.9-12.1 on a slower
-        AMD EPYC). Measured on the W2 benchmark (seed 0, UVP %,
-        dim 8 unless said; benchmarks/w2_bench.md): network map 10.5, one-way gradient 5.72,
+        AMD EPYC, where `bench w2 --cpu-budget 10` holds a cell to 10 with its decay fitted).
+        Measured on the W2 benchmark (seed 0, UVP %, dim 8 unless said;
+        benchmarks/w2_bench.md): network map 10.5, one-way gradient 5.72,
         bidirectional 1.9 (10k steps, 3 x 128); 40k steps 3 x 128: 0.559 (dim 16 1.31, dim 32
         3.57); 28k steps 3 x 256: 0.574 (dim 32 2.44). Batch 128 at
         50k steps: dim 32 1.67, dim 16 0.735 (batch 256: 0.784), but dim 4 0.313 (0.283) and
