@@ -19,6 +19,7 @@ from typing import Any
 
 from otzoo.data import DataConfig, PairSpec, parse_pair
 from otzoo.errors import ConfigError, check_value
+from otzoo.frames import FRAMES, check_frame
 from otzoo.solver import Solver, SolverConfig
 
 PRESETS = ("tiny", "quick", "full")
@@ -45,6 +46,7 @@ class TrainConfig:
     select_every: int = 0  # score the map on training data every N steps; end with the best
     select_samples: int = 256  # training pairs the selection score uses
     channels_last: bool = False  # voxel nets in the channels-last 3D layout (faster; rounds apart)
+    frame: str = "none"  # none | pca: rotated digits mapped in each input's principal axes
 
     def __post_init__(self) -> None:
         at_least = {"steps": 1, "batch_size": 1, "log_every": 1, "ckpt_every": 1}
@@ -58,6 +60,7 @@ class TrainConfig:
         check_value(
             "lr_schedule", self.lr_schedule, lambda v: v in LR_SCHEDULES, " | ".join(LR_SCHEDULES)
         )
+        check_value("frame", self.frame, lambda v: v in FRAMES, " | ".join(FRAMES))
         if self.lr_decay_steps is not None:
             check_value(
                 "lr_decay_steps", self.lr_decay_steps, lambda v: v >= 1, "an integer >= 1 or none"
@@ -283,13 +286,15 @@ def resolve(
         if key not in fields:
             raise ConfigError(f"preset key {key!r} of {solver_cls.id!r} is not a config field")
         sections[fields[key][0]][key] = coerce(val, fields[key][1], key)
+    data, train = DataConfig(**sections["data"]), TrainConfig(**sections["train"])
+    check_frame(train.frame, data.rotation, spec.kind)
     return RunConfig(
         solver=solver_cls.id,
         pair=spec.raw,
         preset=preset,
         seed=seed,
-        data=DataConfig(**sections["data"]),
-        train=TrainConfig(**sections["train"]),
+        data=data,
+        train=train,
         solver_config=solver_cls.Config(**sections["solver"]),
     )
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from otzoo.errors import ConfigError
+from otzoo.frames import FramedSolver
 from otzoo.solver import KNOWN_TAGS, PairInfo, Solver
 
 if TYPE_CHECKING:
@@ -147,4 +148,6 @@ def build_solver(run: RunConfig, data: PairData, device: torch.device) -> Solver
     if run.train.channels_last and info.kind == "voxel":
         for module in solver.modules.values():  # in place: optimizers keep their parameters
             module.to(memory_format=torch.channels_last_3d)
+    if run.train.frame != "none":  # `resolve` refused it where it has no meaning
+        return FramedSolver(solver, run.data.rotation)
     return solver

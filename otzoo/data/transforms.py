@@ -208,9 +208,11 @@ def random_rotation_matrices(n: int, generator: torch.Generator) -> torch.Tensor
     return torch.stack([torch.stack(r, dim=1) for r in rows], dim=1)
 
 
-def rotate_volumes(volumes: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+def rotate_volumes(
+    volumes: torch.Tensor, matrices: torch.Tensor, clamp: bool = True
+) -> torch.Tensor:
     """Rotate [N, D, H, W] or [N, C, D, H, W] volumes about their centers by [N, 3, 3]
-    matrices acting on (x=W, y=H, z=D) voxel offsets (trilinear, zero fill)."""
+    matrices acting on (x=W, y=H, z=D) voxel offsets (trilinear, zero fill; `clamp`: to [0, 1])."""
     squeeze = volumes.dim() == 4
     v = volumes.float()[:, None] if squeeze else volumes.float()
     n, c, d, h, w = v.shape
@@ -220,8 +222,25 @@ def rotate_volumes(volumes: torch.Tensor, matrices: torch.Tensor) -> torch.Tenso
     rt = matrices.to(v.device).float().transpose(1, 2)
     theta[:, :, :3] = rt * half[None, None, :] / half[None, :, None]
     grid = F.affine_grid(theta, [n, c, d, h, w], align_corners=False)
-    out = F.grid_sample(v, grid, mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+    out = F.grid_sample(v, grid, mode="bilinear", align_corners=False)
+    out = out.clamp(0.0, 1.0) if clamp else out
     return out[:, 0] if squeeze else out
+
+
+def rotate_slices(volumes: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """Rotate [N, C, D, H, W] volumes about the depth axis through their centers, each depth
+    slice by bicubic 2D interpolation (zero fill, no clamp), by the (x=W, y=H) block of [N, 3, 3]
+    rotations about z: sharper than trilinear (3-5 rotated about z, seed 1, real fives turned
+    to their principal axes and back: fid 0.2 against 7.0, the split's floor 1.4)."""
+    n, c, d, h, w = volumes.shape
+    flat = volumes.float().transpose(1, 2).reshape(n * d, c, h, w)
+    theta = torch.zeros(n, 2, 3, device=volumes.device)
+    theta[:, :, :2] = matrices[:, :2, :2].to(volumes.device).float().transpose(1, 2)
+    theta[:, 0, 1] *= h / w  # normalized coordinates per axis, as in `rotate_volumes`
+    theta[:, 1, 0] *= w / h
+    grid = F.affine_grid(theta.repeat_interleave(d, dim=0), [n * d, c, h, w], align_corners=False)
+    out = F.grid_sample(flat, grid, mode="bicubic", align_corners=False)
+    return out.reshape(n, d, c, h, w).transpose(1, 2)
 
 
 def random_angles(n: int, generator: torch.Generator) -> torch.Tensor:
