@@ -12,7 +12,7 @@ from otzoo import registry
 from otzoo.batches import for_pair
 from otzoo.config import parse_overrides, resolve
 from otzoo.data import DataConfig, load_pair
-from otzoo.data.transforms import rotate_volumes
+from otzoo.data.transforms import random_rotations, rotate_volumes
 from otzoo.frames import principal_frames, to_frame, turn
 from otzoo.loop import run_steps
 from otzoo.runs import list_checkpoints, load_checkpoint
@@ -55,7 +55,12 @@ def test_quarter_turns_of_a_digit_give_the_same_framed_digit(rotation):
     framed, _ = to_frame(x, rotation)
     for dims in QUARTER_TURNS[rotation]:
         turned, _ = to_frame(torch.rot90(x, 1, dims), rotation)
-        assert (turned - framed).abs().max() < 1e-4
+        per_sample = (turned - framed).abs().flatten(1).mean(dim=1)
+        if dims == (3, 4):  # about the depth axis: the same voxels are sampled, exactly
+            assert per_sample.max() < 1e-4
+        else:  # other axes: the three plane turns resample differently
+            assert per_sample.median() < 0.06
+        assert (framed - x).abs().mean() > 0.1  # the frame does turn them
 
 
 def test_turning_there_and_back_keeps_the_digit():
@@ -68,12 +73,14 @@ def test_turning_there_and_back_keeps_the_digit():
     assert torch.allclose(identity, x, atol=1e-5)
 
 
-def test_z_turns_match_the_data_rotation_of_the_same_angle():
-    x = digits("none", 4)
-    m = principal_frames(digits("z", 4), "z")  # any four z rotations
-    ours = turn(x, m, "z")
+@pytest.mark.parametrize("rotation", ["z", "3d"])
+def test_turns_match_the_data_rotation_of_the_same_matrix(rotation):
+    x = digits("none", 6)
+    m = random_rotations(rotation, 6, torch.Generator().manual_seed(0))
+    ours = turn(x, m, rotation)
     data_way = rotate_volumes((x + 1) / 2, m) * 2 - 1  # trilinear: close, not equal
-    assert (ours - data_way).abs().mean() < 0.05
+    assert (ours - data_way).abs().mean() < 0.08  # bicubic on an 8^3 grid
+    assert (ours - x).abs().mean() > 0.15  # a real turn, not the identity
 
 
 def framed_run(steps: int = 3, frame: str = "pca", rotation: str = "z", solver: str = "otm"):
