@@ -1,5 +1,5 @@
 """The principal-axes frame (`--set frame=pca`): frames are proper rotations that turn with the
-digit, so a framed map commutes with the data's rotations (exactly for the grid's quarter turns);
+digit, so a framed map commutes with the data's rotations (exactly for quarter turns about depth);
 a framed run trains, checkpoints and resumes as any other; where a frame has no meaning the
 run is refused in one line with nothing written."""
 
