@@ -67,7 +67,7 @@ def principal_frames(x: torch.Tensor, rotation: str) -> torch.Tensor:
         angle = torch.pi / 2 - major  # turns the long axis onto y
         axis = torch.stack([torch.sin(angle), torch.cos(angle), torch.zeros_like(angle)], dim=1)
         angle = torch.where(_signs(b, p, axis[:, :, None])[:, 0] < 0, angle + torch.pi, angle)
-        return z_rotation_matrices(torch.rad2deg(angle).cpu()).to(x.device)
+        return z_rotation_matrices(torch.rad2deg(angle))
     cov = (b[:, :, None, None] * p[..., :, None] * p[..., None, :]).sum(dim=1)
     _, vecs = torch.linalg.eigh(cov / mass[:, None, None])  # columns, ascending eigenvalues
     short, middle, long = vecs[:, :, 0], vecs[:, :, 1], vecs[:, :, 2]
@@ -123,26 +123,23 @@ class FramedBatches:
 
     def __init__(self, inner: Batches, rotation: str) -> None:
         self.inner, self.rotation = inner, rotation
-        self._all: dict[str, torch.Tensor] = {}
 
     @property
     def batch_size(self) -> int:
         return self.inner.batch_size
 
-    def _fixed(self, side: str) -> torch.Tensor:
-        if side not in self._all:
-            data = getattr(self.inner, f"{side}_all")
-            chunks = [data[i : i + 256] for i in range(0, len(data), 256)]
-            self._all[side] = torch.cat([to_frame(c, self.rotation)[0] for c in chunks])
-        return self._all[side]
+    def _turned(self, data: torch.Tensor) -> torch.Tensor:
+        """A fixed set turned in chunks (the discrete solvers read it once, in their fit)."""
+        chunks = [data[i : i + 256] for i in range(0, len(data), 256)]
+        return torch.cat([to_frame(c, self.rotation)[0] for c in chunks])
 
     @property
     def x_all(self) -> torch.Tensor:
-        return self._fixed("x")
+        return self._turned(self.inner.x_all)
 
     @property
     def y_all(self) -> torch.Tensor:
-        return self._fixed("y")
+        return self._turned(self.inner.y_all)
 
     def x(self, n: int | None = None) -> torch.Tensor:
         return to_frame(self.inner.x(n), self.rotation)[0]

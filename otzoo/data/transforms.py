@@ -187,10 +187,11 @@ def resample_volume(volumes: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 def z_rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
-    """[N] angles in degrees -> [N, 3, 3] rotations about the depth axis, in (x=W, y=H, z=D)."""
+    """[N] angles in degrees -> [N, 3, 3] rotations about the depth axis, in (x=W, y=H, z=D), on
+    the angles' device."""
     a = torch.deg2rad(angles.float())
     c, s = torch.cos(a), torch.sin(a)
-    m = torch.zeros(len(a), 3, 3)
+    m = torch.zeros(len(a), 3, 3, device=a.device)
     m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1], m[:, 2, 2] = c, -s, s, c, 1.0
     return m
 
